@@ -1,0 +1,1 @@
+"""Tests of the dataset loaders on tiny copies of each on-disk layout (see tests/layouts.py)."""

@@ -1,0 +1,92 @@
+"""Evaluation results as plain JSON: every number, the mapping, the protocol and provenance."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import vpsbench
+from vpsbench.evaluation import EvaluationResult
+from vpsbench.formats.atomic import atomic_write_text
+from vpsbench.metrics.pq import PQResult
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def _pq_to_dict(result: PQResult, class_names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "PQ": result.pq,
+        "SQ": result.sq,
+        "RQ": result.rq,
+        "PQ_th": result.pq_things,
+        "PQ_st": result.pq_stuff,
+        "per_class": {
+            class_names[c]: {"PQ": v.pq, "SQ": v.sq, "RQ": v.rq, "TP": v.tp, "FP": v.fp, "FN": v.fn}
+            for c, v in sorted(result.per_class.items())
+        },
+    }
+
+
+def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
+    """A JSON-ready dict of everything in ``result`` (class ids are named)."""
+    names = result.label_space.class_names
+    settings = result.settings
+    document: dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "vpsbench_version": vpsbench.__version__,
+        "dataset": result.dataset,
+        "split": result.split,
+        "protocol": {
+            **result.protocol,
+            "label_space": result.label_space.name,
+            "matching": str(settings.matching),
+            "thing_classes": [names[c] for c in result.label_space.evaluated_things],
+            "stuff_classes": [names[c] for c in result.label_space.evaluated_stuff],
+            "pseudo_things": [int(c) for c in result.matching.pseudo_things.nonzero()[0]],
+            "count_void_column": settings.count_void_column,
+        },
+        "metrics": {
+            "STQ": result.stq.stq,
+            "AQ": result.stq.aq,
+            "SQ": result.stq.sq,
+            "IoU_per_class": {names[c]: v for c, v in sorted(result.stq.iou_per_class.items())},
+        },
+        "per_sequence": [
+            {
+                "sequence": s.name,
+                "frames": s.num_frames,
+                "STQ": s.stq,
+                "AQ": s.aq,
+                "SQ": s.sq,
+                "tubes": s.num_tubes,
+            }
+            for s in result.stq.per_sequence
+        ],
+        "mapping": {
+            str(p): (names[t] if t >= 0 else "void") for p, t in result.matching.as_dict().items()
+        },
+        "counts": {"sequences": result.num_sequences, "frames": result.num_frames},
+        "predictions": {"format": result.prediction_format, "sha256": result.prediction_digest},
+        "run": {
+            "seconds": result.seconds,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+    }
+    if result.vpq is not None:
+        document["metrics"]["VPQ"] = result.vpq.vpq
+        document["metrics"]["VPQ_th"] = result.vpq.vpq_things
+        document["metrics"]["VPQ_st"] = result.vpq.vpq_stuff
+        document["metrics"]["VPQ_per_window"] = {
+            str(k): _pq_to_dict(v, names) for k, v in sorted(result.vpq.per_window.items())
+        }
+    if result.pq is not None:
+        document["metrics"]["PQ"] = _pq_to_dict(result.pq, names)
+    return document
+
+
+def write_results(path: str | Path, result: EvaluationResult) -> None:
+    """Write ``result`` as indented JSON, atomically (a crash never leaves half a file)."""
+    atomic_write_text(path, json.dumps(result_to_dict(result), indent=2, sort_keys=False) + "\n")

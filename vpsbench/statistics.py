@@ -1,0 +1,288 @@
+"""Sufficient statistics of a (ground truth, prediction) video: sparse joint pixel histograms.
+
+Every metric vpsbench reports (STQ/AQ/SQ, VPQ, PQ, per-class IoU) and the pseudo-class matching
+are functions of one object: the *joint histogram* of a frame, i.e. the number of pixels (and
+their summed weight) for every co-occurring ``(gt class, gt instance, pred class, pred instance)``.
+It has a few hundred rows where a frame has millions of pixels, it adds up over frames, and
+mapping pseudo-classes to ground-truth classes is a relabelling of its rows. So the evaluator
+reads each frame once, reduces it to this table and never looks at pixels again.
+
+Conventions: ``gt_class`` is the ground-truth class in the evaluation label space or the ignore
+label (255); ``pred_class`` is the predicted (pseudo-)class, ``-1`` where the prediction is void.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vpsbench.video import PanopticFrame
+
+Int32Array = npt.NDArray[np.int32]
+Int64Array = npt.NDArray[np.int64]
+Float64Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.signedinteger[Any]]
+
+VOID_PREDICTION = -1
+
+# Dense bincount is used while a key space has at most this many bins; beyond it np.unique.
+_DENSE_KEY_LIMIT = 1 << 23
+
+
+@dataclass(frozen=True)
+class JointHistogram:
+    """Pixel count and weight of every co-occurring (gt class, gt id, pred class, pred id).
+
+    Rows are unique and sorted by (gt_class, gt_instance, pred_class, pred_instance). ``weight``
+    equals ``pixels`` unless per-pixel weights were given (Waymo wSTQ).
+    """
+
+    gt_class: Int32Array
+    gt_instance: Int32Array
+    pred_class: Int32Array
+    pred_instance: Int32Array
+    pixels: Int64Array
+    weight: Float64Array
+
+    @classmethod
+    def empty(cls) -> JointHistogram:
+        ints = np.zeros(0, dtype=np.int32)
+        return cls(ints, ints, ints, ints, np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+    def __len__(self) -> int:
+        return int(self.pixels.size)
+
+    @property
+    def total_pixels(self) -> int:
+        return int(self.pixels.sum())
+
+    @classmethod
+    def from_rows(
+        cls,
+        gt_class: npt.ArrayLike,
+        gt_instance: npt.ArrayLike,
+        pred_class: npt.ArrayLike,
+        pred_instance: npt.ArrayLike,
+        pixels: npt.ArrayLike,
+        weight: npt.ArrayLike | None = None,
+    ) -> JointHistogram:
+        """Build a histogram from possibly repeated, unsorted rows (repeats are summed)."""
+        pixel_counts = np.asarray(pixels, dtype=np.int64)
+        weights = pixel_counts.astype(np.float64) if weight is None else weight
+        return _reduce_rows(
+            np.asarray(gt_class, dtype=np.int32),
+            np.asarray(gt_instance, dtype=np.int32),
+            np.asarray(pred_class, dtype=np.int32),
+            np.asarray(pred_instance, dtype=np.int32),
+            pixel_counts,
+            np.asarray(weights, dtype=np.float64),
+        )
+
+    @classmethod
+    def merge(cls, histograms: Iterable[JointHistogram]) -> JointHistogram:
+        """Sum histograms (associative and commutative, so merge order never matters)."""
+        parts = list(histograms)
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return _reduce_rows(
+            np.concatenate([p.gt_class for p in parts]),
+            np.concatenate([p.gt_instance for p in parts]),
+            np.concatenate([p.pred_class for p in parts]),
+            np.concatenate([p.pred_instance for p in parts]),
+            np.concatenate([p.pixels for p in parts]),
+            np.concatenate([p.weight for p in parts]),
+        )
+
+    def relabel_predictions(
+        self, class_map: Int32Array, target_is_thing: npt.NDArray[np.bool_]
+    ) -> JointHistogram:
+        """Map predicted classes through ``class_map`` (index = pseudo-class, value = class or -1).
+
+        Instances survive only on classes that map to a thing class (``target_is_thing`` indexed
+        by target class), as in a panoptic map where stuff carries no instance id. Rows that fall
+        together (two pseudo-classes mapped to one class with the same instance id) are summed,
+        exactly as when the remapped prediction is re-encoded as ``class * divisor + instance``.
+        """
+        pred = self.pred_class
+        mapped = np.full(pred.shape, VOID_PREDICTION, dtype=np.int32)
+        known = (pred >= 0) & (pred < class_map.size)
+        mapped[known] = class_map[pred[known]]
+        keeps_instance = np.zeros(mapped.shape, dtype=bool)
+        valid = mapped >= 0
+        keeps_instance[valid] = target_is_thing[mapped[valid]]
+        instance = np.where(keeps_instance, self.pred_instance, 0).astype(np.int32)
+        return _reduce_rows(
+            self.gt_class, self.gt_instance, mapped, instance, self.pixels, self.weight
+        )
+
+    def pseudo_class_overlap(self, num_pred_classes: int, gt_classes: Sequence[int]) -> Int64Array:
+        """Pixel overlap matrix (pred class × listed gt class); void and ignore rows left out."""
+        column_of = np.full(max(256, int(self.gt_class.max(initial=0)) + 1), -1, dtype=np.int64)
+        column_of[np.asarray(gt_classes, dtype=np.int64)] = np.arange(len(gt_classes))
+        columns = column_of[self.gt_class]
+        keep = (columns >= 0) & (self.pred_class >= 0) & (self.pred_class < num_pred_classes)
+        overlap = np.zeros((num_pred_classes, len(gt_classes)), dtype=np.int64)
+        np.add.at(overlap, (self.pred_class[keep], columns[keep]), self.pixels[keep])
+        return overlap
+
+
+def _reduce_rows(
+    gt_class: Int32Array,
+    gt_instance: Int32Array,
+    pred_class: Int32Array,
+    pred_instance: Int32Array,
+    pixels: Int64Array,
+    weight: Float64Array,
+) -> JointHistogram:
+    """Sort rows by key and sum the repeats."""
+    if pixels.size == 0:
+        return JointHistogram.empty()
+    order = np.lexsort((pred_instance, pred_class, gt_instance, gt_class))
+    columns = [gt_class[order], gt_instance[order], pred_class[order], pred_instance[order]]
+    new_key = np.zeros(order.size, dtype=bool)
+    new_key[0] = True
+    for column in columns:
+        new_key[1:] |= column[1:] != column[:-1]
+    starts = np.flatnonzero(new_key)
+    gt_c, gt_i, pred_c, pred_i = (column[starts] for column in columns)
+    return JointHistogram(
+        gt_class=gt_c,
+        gt_instance=gt_i,
+        pred_class=pred_c,
+        pred_instance=pred_i,
+        pixels=np.add.reduceat(pixels[order], starts),
+        weight=np.add.reduceat(weight[order], starts),
+    )
+
+
+def _rank_codes(codes: IntArray, space: int) -> tuple[Int32Array, Int64Array]:
+    """Replace non-negative codes by their rank among the present codes.
+
+    Returns the per-pixel ranks and the sorted present codes. A dense bincount and a lookup table
+    while ``space`` is small (the common case: a few passes over the pixels), np.unique beyond.
+    """
+    if space <= _DENSE_KEY_LIMIT:
+        present = np.flatnonzero(np.bincount(codes, minlength=space))
+        rank_of = np.zeros(space, dtype=np.int32)
+        rank_of[present] = np.arange(present.size, dtype=np.int32)
+        return np.take(rank_of, codes), present.astype(np.int64)
+    unique, ranks = np.unique(codes, return_inverse=True)
+    return ranks.reshape(-1).astype(np.int32), unique.astype(np.int64)
+
+
+def _segment_ranks(
+    classes: IntArray, instances: IntArray, class_offset: int
+) -> tuple[Int32Array, Int64Array, Int64Array]:
+    """Rank the per-pixel (class, instance) segments of a frame.
+
+    Returns the per-pixel segment rank and, per rank, its class and instance (sorted by class,
+    then instance). ``class_offset`` lifts the smallest possible class (−1 for void) to zero.
+    """
+    if instances.size and int(instances.min()) < 0:
+        raise ValueError("instance ids must be non-negative")
+    instance_span = int(instances.max(initial=0)) + 1
+    class_span = int(classes.max(initial=0)) + class_offset + 1
+    if class_span * instance_span > _DENSE_KEY_LIMIT:
+        # Large sparse ids (e.g. 24-bit segment ids): rank the instance ids first.
+        instances, instance_values = _rank_codes(instances, instance_span)
+        instance_span = instance_values.size
+    else:
+        instance_values = np.arange(instance_span, dtype=np.int64)
+    code_type = np.int32 if class_span * instance_span < 2**31 else np.int64
+    codes: IntArray = classes.astype(code_type, copy=False) * instance_span
+    codes += instances
+    if class_offset:
+        codes += class_offset * instance_span
+    ranks, present = _rank_codes(codes, class_span * instance_span)
+    present_class, present_instance = np.divmod(present, instance_span)
+    return ranks, present_class - class_offset, instance_values[present_instance]
+
+
+def joint_histogram(
+    ground_truth: PanopticFrame,
+    prediction: PanopticFrame,
+    weights: npt.NDArray[np.floating] | None = None,
+) -> JointHistogram:
+    """The joint histogram of one frame, in a handful of vectorised passes over the pixels.
+
+    ``prediction.semantic`` values below 0 are void. The shapes must agree (callers check this
+    first to report the offending file).
+    """
+    if ground_truth.shape != prediction.shape:
+        raise ValueError(f"shape {prediction.shape} != ground truth {ground_truth.shape}")
+    gt_ranks, gt_classes, gt_instances = _segment_ranks(
+        ground_truth.semantic.ravel(), ground_truth.instance.ravel(), class_offset=0
+    )
+    pred_semantic = prediction.semantic.ravel()
+    if pred_semantic.size and int(pred_semantic.min()) < VOID_PREDICTION:
+        pred_semantic = np.maximum(pred_semantic, VOID_PREDICTION)
+    pred_ranks, pred_classes, pred_instances = _segment_ranks(
+        pred_semantic, prediction.instance.ravel(), class_offset=1
+    )
+    num_pred = pred_classes.size
+    pair_space = gt_classes.size * num_pred
+    weight: Float64Array
+    if weights is not None and weights.shape != ground_truth.shape:
+        raise ValueError(f"weights shape {weights.shape} != frame shape {ground_truth.shape}")
+    if pair_space <= _DENSE_KEY_LIMIT:
+        # Few segments (the usual case): count pair codes directly, no ranking pass needed.
+        pair_codes = gt_ranks * np.int32(num_pred)
+        pair_codes += pred_ranks
+        counts = np.bincount(pair_codes, minlength=pair_space)
+        pairs = np.flatnonzero(counts)
+        pixels = counts[pairs].astype(np.int64)
+        if weights is None:
+            weight = pixels.astype(np.float64)
+        else:
+            summed = np.bincount(pair_codes, weights=weights.ravel(), minlength=pair_space)
+            weight = summed[pairs].astype(np.float64)
+    else:
+        pair_ranks, pairs = _rank_codes(
+            gt_ranks.astype(np.int64) * num_pred + pred_ranks, pair_space
+        )
+        pixels = np.bincount(pair_ranks, minlength=pairs.size).astype(np.int64)
+        if weights is None:
+            weight = pixels.astype(np.float64)
+        else:
+            summed = np.bincount(pair_ranks, weights=weights.ravel(), minlength=pairs.size)
+            weight = summed.astype(np.float64)
+    gt_index, pred_index = np.divmod(pairs, num_pred)
+    # Ranks follow sorted codes, so rows come out sorted by (gt class, gt id, pred class, pred id).
+    return JointHistogram(
+        gt_class=gt_classes[gt_index].astype(np.int32),
+        gt_instance=gt_instances[gt_index].astype(np.int32),
+        pred_class=pred_classes[pred_index].astype(np.int32),
+        pred_instance=pred_instances[pred_index].astype(np.int32),
+        pixels=pixels,
+        weight=weight,
+    )
+
+
+@dataclass
+class SequenceStatistics:
+    """Everything the evaluator keeps of one sequence: its summed histogram and frame tables.
+
+    ``frames`` holds the per-frame histograms of the annotated frames in temporal order; VPQ
+    needs them (its tubes span windows of frames). They are tiny next to the pixels.
+    """
+
+    name: str
+    joint: JointHistogram
+    frames: list[JointHistogram] = field(default_factory=list)
+    frame_names: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_names)
+
+    @classmethod
+    def from_frames(
+        cls, name: str, frame_names: Sequence[str], frames: Sequence[JointHistogram]
+    ) -> SequenceStatistics:
+        return cls(name, JointHistogram.merge(frames), list(frames), list(frame_names))
