@@ -194,8 +194,10 @@ def _segment_ranks(
         instance_span = instance_values.size
     else:
         instance_values = np.arange(instance_span, dtype=np.int64)
-    code_type = np.int32 if class_span * instance_span < 2**31 else np.int64
-    codes: IntArray = classes.astype(code_type, copy=False) * instance_span
+    if class_span * instance_span >= 2**31:
+        codes: IntArray = classes.astype(np.int64) * instance_span
+    else:
+        codes = classes.astype(np.int32, copy=False) * instance_span
     codes += instances
     if class_offset:
         codes += class_offset * instance_span
