@@ -48,6 +48,11 @@ ProtocolOption = Annotated[
 ]
 
 
+def _error_line(text: str) -> None:
+    """Print one unwrapped line to stderr (error lines must stay greppable, one per problem)."""
+    print(text, file=sys.stderr)
+
+
 def _parse_protocol(pairs: list[str] | None) -> dict[str, str]:
     chosen: dict[str, str] = {}
     for pair in pairs or []:
@@ -197,11 +202,11 @@ def validate_command(
         if p.is_file() and p.suffix in {".png", ".npz", ".txt"} and p not in expected
     )
     for problem in problems:
-        errors.print(problem, markup=False, highlight=False)
+        _error_line(problem)
     for path in extra[:20]:
-        errors.print(f"{path}: not a frame of {dataset} {job.split} (ignored)", markup=False)
+        _error_line(f"{path}: not a frame of {dataset} {job.split} (ignored)")
     if problems:
-        errors.print(f"{len(problems)} problem(s) in {checked} frames", style="red")
+        _error_line(f"{len(problems)} problem(s) in {checked} frames")
         raise typer.Exit(1)
     console.print(f"ok: {checked} frames of {len(selected)} sequences are valid")
 
@@ -282,11 +287,9 @@ def datasets_verify(
     chosen = split or _default_split(dataset)
     problems = dataset.verify(chosen)
     for problem in problems:
-        errors.print(str(problem), markup=False, highlight=False)
+        _error_line(str(problem))
     if problems:
-        errors.print(
-            f"{len(problems)} problem(s) in {name} {chosen} at {dataset.root}", style="red"
-        )
+        _error_line(f"{len(problems)} problem(s) in {name} {chosen} at {dataset.root}")
         raise typer.Exit(1)
     console.print(f"ok: {name} {chosen} at {dataset.root} looks complete")
 
@@ -316,5 +319,5 @@ def main() -> None:
     try:
         app()
     except VpsbenchError as error:
-        errors.print(f"error: {error}", markup=False, highlight=False)
+        _error_line(f"error: {error}")
         sys.exit(2)
