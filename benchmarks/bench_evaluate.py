@@ -104,7 +104,7 @@ def end_to_end(gt_root: Path, pred_root: Path, workers: int) -> float:
     dataset = open_dataset("kitti-step", gt_root, {"things": "cityscapes"})
     job = EvaluationJob(dataset, "val", PredictionSource.open(pred_root, "step"))
     settings = EvaluationSettings(matching=MatchingMode.THING_STUFF_HUNGARIAN)
-    return timed(lambda: evaluate(job, settings, workers=workers))
+    return timed(lambda: evaluate(job, settings, workers=workers), repeat=3)
 
 
 def peak_memory_mib(gt_root: Path, pred_root: Path, sequences: list[str]) -> float:
@@ -142,7 +142,7 @@ def main() -> None:
         gt_files = sorted((gt_root / "panoptic_maps" / "val").rglob("*.png"))
         pred_files = sorted(pred_root.rglob("*.png"))
 
-        decode = timed(lambda: [read_step_png(p) for p in gt_files + pred_files], repeat=2)
+        decode = timed(lambda: [read_step_png(p) for p in gt_files + pred_files], repeat=3)
         frames = [
             (read_step_png(g), read_step_png(p)) for g, p in zip(gt_files, pred_files, strict=True)
         ]
@@ -178,7 +178,7 @@ def main() -> None:
             """The DeepLab2-style STQ on the already-mapped predictions (matching not timed)."""
             reference_stq({"all": mapped_frames}, space)
 
-        metric = timed(fast_metric, repeat=2)
+        metric = timed(fast_metric, repeat=3)
         reference = timed(reference_metric)
         e2e_1 = end_to_end(gt_root, pred_root, 1)
         e2e_2 = end_to_end(gt_root, pred_root, 2)

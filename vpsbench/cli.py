@@ -308,7 +308,6 @@ def demo_command(
         dataset="kitti-step",
         root=dataset_root,
         split="val",
-        protocol=["things=cityscapes"],
         workers=workers,
         output=out / "results.json",
     )

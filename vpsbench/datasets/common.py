@@ -94,11 +94,17 @@ def invalid_ids(values: LabelMap, table: npt.NDArray[np.int32]) -> list[int]:
 
 
 def map_classes(values: LabelMap, table: npt.NDArray[np.int32], path: Path) -> LabelMap:
-    """Map native class ids through ``table``; ids outside the native set are an InputError."""
-    bad = invalid_ids(values, table)
-    if bad:
+    """Map native class ids through ``table``; ids outside the native set are an InputError.
+
+    The fast path is one range check and one table lookup; the slow listing of the offending
+    ids only runs when something is wrong.
+    """
+    in_range = values.size == 0 or (int(values.min()) >= 0 and int(values.max()) < table.size)
+    mapped = np.take(table, values) if in_range else None
+    if mapped is None or (mapped == INVALID_ID).any():
+        bad = invalid_ids(values, table)
         raise InputError(path, f"class ids {format_ids(bad)} are not in the native class set")
-    return table[values]
+    return mapped
 
 
 def format_ids(ids: list[int], limit: int = 8) -> str:
@@ -114,7 +120,9 @@ def evaluation_frame(
 
     Ignore pixels and stuff pixels get instance 0, so a thing pixel with instance 0 is crowd.
     """
-    things = np.isin(semantic, np.fromiter(thing_classes, dtype=np.int32))
+    is_thing = np.zeros(max(int(semantic.max(initial=0)) + 1, 256), dtype=bool)
+    is_thing[list(thing_classes)] = True
+    things = np.take(is_thing, np.maximum(semantic, 0))
     return PanopticFrame.from_arrays(semantic, np.where(things, instance, 0))
 
 

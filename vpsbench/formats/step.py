@@ -23,10 +23,11 @@ def decode_step(rgb: npt.NDArray[np.uint8]) -> PanopticFrame:
     """Split a uint8 (H,W,3) STEP image into semantic (R) and instance (G*256 + B) maps."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"STEP image must be uint8 (H,W,3), got {rgb.dtype} {rgb.shape}")
-    channels = rgb.astype(np.int32)
-    semantic = channels[:, :, 0]
-    instance = channels[:, :, 1] * 256 + channels[:, :, 2]
-    return PanopticFrame(np.ascontiguousarray(semantic), np.ascontiguousarray(instance))
+    semantic = rgb[:, :, 0].astype(np.int32)
+    instance = rgb[:, :, 1].astype(np.int32)
+    instance <<= 8
+    instance |= rgb[:, :, 2]
+    return PanopticFrame(semantic, instance)
 
 
 def encode_step(frame: PanopticFrame) -> npt.NDArray[np.uint8]:
