@@ -176,20 +176,33 @@ def _rank_codes(codes: IntArray, space: int) -> tuple[Int32Array, Int64Array]:
     return ranks.reshape(-1).astype(np.int32), unique.astype(np.int64)
 
 
-def _segment_ranks(
-    classes: IntArray, instances: IntArray, class_offset: int
-) -> tuple[Int32Array, Int64Array, Int64Array]:
-    """Rank the per-pixel (class, instance) segments of a frame.
+@dataclass(frozen=True)
+class _SegmentCodes:
+    """Per-pixel codes ``(class + offset) · span + instance`` of one side of a frame."""
 
-    Returns the per-pixel segment rank and, per rank, its class and instance (sorted by class,
-    then instance). ``class_offset`` lifts the smallest possible class (−1 for void) to zero.
+    codes: IntArray
+    space: int
+    instance_span: int
+    class_offset: int
+    instance_values: Int64Array  # the instance id behind each instance code
+
+    def decode(self, codes: Int64Array) -> tuple[Int64Array, Int64Array]:
+        """Class and instance id of each code."""
+        classes, instances = np.divmod(codes, self.instance_span)
+        return classes - self.class_offset, self.instance_values[instances]
+
+
+def _encode_segments(classes: IntArray, instances: IntArray, class_offset: int) -> _SegmentCodes:
+    """Encode per-pixel (class, instance) pairs as small non-negative integers (order-preserving).
+
+    ``class_offset`` lifts the smallest possible class (−1 for void) to zero. Large sparse
+    instance ids (e.g. 24-bit segment ids) are ranked first so that the code space stays small.
     """
     if instances.size and int(instances.min()) < 0:
         raise ValueError("instance ids must be non-negative")
     instance_span = int(instances.max(initial=0)) + 1
     class_span = int(classes.max(initial=0)) + class_offset + 1
     if class_span * instance_span > _DENSE_KEY_LIMIT:
-        # Large sparse ids (e.g. 24-bit segment ids): rank the instance ids first.
         instances, instance_values = _rank_codes(instances, instance_span)
         instance_span = instance_values.size
     else:
@@ -201,9 +214,18 @@ def _segment_ranks(
     codes += instances
     if class_offset:
         codes += class_offset * instance_span
-    ranks, present = _rank_codes(codes, class_span * instance_span)
-    present_class, present_instance = np.divmod(present, instance_span)
-    return ranks, present_class - class_offset, instance_values[present_instance]
+    return _SegmentCodes(
+        codes, class_span * instance_span, instance_span, class_offset, instance_values
+    )
+
+
+def _run_starts(first: IntArray, second: IntArray) -> Int64Array:
+    """Start of every raster-order run of pixels on which both code maps stay constant."""
+    change = np.empty(first.size, dtype=bool)
+    change[:1] = True
+    np.not_equal(first[1:], first[:-1], out=change[1:])
+    change[1:] |= second[1:] != second[:-1]
+    return np.flatnonzero(change)
 
 
 def joint_histogram(
@@ -211,58 +233,51 @@ def joint_histogram(
     prediction: PanopticFrame,
     weights: npt.NDArray[np.floating] | None = None,
 ) -> JointHistogram:
-    """The joint histogram of one frame, in a handful of vectorised passes over the pixels.
+    """The joint histogram of one frame, in a few vectorised passes over the pixels.
 
-    ``prediction.semantic`` values below 0 are void. The shapes must agree (callers check this
-    first to report the offending file).
+    Label maps are piecewise constant, so the pixels are first cut into raster-order runs on
+    which both the ground-truth and the predicted (class, instance) stay the same; only the run
+    starts (tens of thousands for a 2-megapixel frame) are ranked and counted, each with its
+    length (and summed weight). ``prediction.semantic`` values below 0 are void. The shapes must
+    agree (callers check this first to report the offending file).
     """
     if ground_truth.shape != prediction.shape:
         raise ValueError(f"shape {prediction.shape} != ground truth {ground_truth.shape}")
-    gt_ranks, gt_classes, gt_instances = _segment_ranks(
-        ground_truth.semantic.ravel(), ground_truth.instance.ravel(), class_offset=0
-    )
+    if weights is not None and weights.shape != ground_truth.shape:
+        raise ValueError(f"weights shape {weights.shape} != frame shape {ground_truth.shape}")
     pred_semantic = prediction.semantic.ravel()
     if pred_semantic.size and int(pred_semantic.min()) < VOID_PREDICTION:
         pred_semantic = np.maximum(pred_semantic, VOID_PREDICTION)
-    pred_ranks, pred_classes, pred_instances = _segment_ranks(
-        pred_semantic, prediction.instance.ravel(), class_offset=1
+    gt = _encode_segments(
+        ground_truth.semantic.ravel(), ground_truth.instance.ravel(), class_offset=0
     )
-    num_pred = pred_classes.size
-    pair_space = gt_classes.size * num_pred
-    weight: Float64Array
-    if weights is not None and weights.shape != ground_truth.shape:
-        raise ValueError(f"weights shape {weights.shape} != frame shape {ground_truth.shape}")
-    if pair_space <= _DENSE_KEY_LIMIT:
-        # Few segments (the usual case): count pair codes directly, no ranking pass needed.
-        pair_codes = gt_ranks * np.int32(num_pred)
-        pair_codes += pred_ranks
-        counts = np.bincount(pair_codes, minlength=pair_space)
-        pairs = np.flatnonzero(counts)
-        pixels = counts[pairs].astype(np.int64)
-        if weights is None:
-            weight = pixels.astype(np.float64)
-        else:
-            summed = np.bincount(pair_codes, weights=weights.ravel(), minlength=pair_space)
-            weight = summed[pairs].astype(np.float64)
-    else:
-        pair_ranks, pairs = _rank_codes(
-            gt_ranks.astype(np.int64) * num_pred + pred_ranks, pair_space
-        )
-        pixels = np.bincount(pair_ranks, minlength=pairs.size).astype(np.int64)
-        if weights is None:
-            weight = pixels.astype(np.float64)
-        else:
-            summed = np.bincount(pair_ranks, weights=weights.ravel(), minlength=pairs.size)
-            weight = summed.astype(np.float64)
+    pred = _encode_segments(pred_semantic, prediction.instance.ravel(), class_offset=1)
+    if gt.codes.size == 0:
+        return JointHistogram.empty()
+
+    starts = _run_starts(gt.codes, pred.codes)
+    lengths = np.diff(starts, append=gt.codes.size).astype(np.float64)
+    run_weights = lengths if weights is None else np.add.reduceat(weights.ravel(), starts)
+    gt_ranks, gt_present = _rank_codes(gt.codes[starts], gt.space)
+    pred_ranks, pred_present = _rank_codes(pred.codes[starts], pred.space)
+    num_pred = pred_present.size
+    pair_codes = gt_ranks.astype(np.int64) * num_pred + pred_ranks
+    pair_ranks, pairs = _rank_codes(pair_codes, gt_present.size * num_pred)
+    # Counts are sums of integer lengths below 2**53, so the float sums are exact.
+    pixels = np.bincount(pair_ranks, weights=lengths, minlength=pairs.size).astype(np.int64)
+    weight = np.bincount(pair_ranks, weights=run_weights, minlength=pairs.size)
+
     gt_index, pred_index = np.divmod(pairs, num_pred)
-    # Ranks follow sorted codes, so rows come out sorted by (gt class, gt id, pred class, pred id).
+    gt_classes, gt_instances = gt.decode(gt_present[gt_index])
+    pred_classes, pred_instances = pred.decode(pred_present[pred_index])
+    # Codes and ranks preserve the order of (class, instance), so the rows come out sorted.
     return JointHistogram(
-        gt_class=gt_classes[gt_index].astype(np.int32),
-        gt_instance=gt_instances[gt_index].astype(np.int32),
-        pred_class=pred_classes[pred_index].astype(np.int32),
-        pred_instance=pred_instances[pred_index].astype(np.int32),
+        gt_class=gt_classes.astype(np.int32),
+        gt_instance=gt_instances.astype(np.int32),
+        pred_class=pred_classes.astype(np.int32),
+        pred_instance=pred_instances.astype(np.int32),
         pixels=pixels,
-        weight=weight,
+        weight=weight.astype(np.float64),
     )
 
 
