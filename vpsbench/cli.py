@@ -133,6 +133,13 @@ def evaluate_command(
         str | None, typer.Option(help="Comma-separated subset of sequences.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (results are identical).")] = 1,
+    void_as_class: Annotated[
+        bool,
+        typer.Option(
+            "--void-as-class/--no-void-as-class",
+            help="DeepLab2: labelled pixels predicted void form an extra IoU-0 class in SQ.",
+        ),
+    ] = True,
     output: Annotated[Path | None, typer.Option(help="Write all numbers as JSON here.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -143,6 +150,7 @@ def evaluate_command(
         matching=matching,
         pseudo_things=tuple(int(t) for t in things) if things is not None else None,
         metrics=tuple(_csv(metrics) or ()),
+        count_void_column=void_as_class,
     )
     wanted = _csv(sequences)
     total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
