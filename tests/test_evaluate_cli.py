@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 import pytest
 
 from tests import layouts
-from vpsbench.cli import main
+from tests.cli_runner import run_cli
 from vpsbench.datasets import open_dataset
 from vpsbench.formats.npz import write_npz
 from vpsbench.formats.png import write_png
@@ -83,21 +82,6 @@ LAYOUTS: dict[str, tuple[Callable[[Path], Path], str, list[str]]] = {
         [],
     ),
 }
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the real entry point in-process; return (exit code, stdout, stderr)."""
-    old_argv = sys.argv
-    sys.argv = ["vpsbench", *args]
-    code = 0
-    try:
-        main()
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    finally:
-        sys.argv = old_argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write_predictions(

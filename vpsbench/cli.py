@@ -11,11 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vpsbench.config import resolve_dataset_root
 from vpsbench.datasets import Dataset, dataset_class, dataset_names, open_dataset
 from vpsbench.errors import VpsbenchError
 from vpsbench.evaluation import (
     ALL_METRICS,
     EvaluationJob,
+    EvaluationResult,
     EvaluationSettings,
     evaluate,
     select_sequences,
@@ -33,7 +35,7 @@ app = typer.Typer(
 datasets_app = typer.Typer(help="List, describe and verify datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")]
@@ -152,7 +154,18 @@ def evaluate_command(
         metrics=tuple(_csv(metrics) or ()),
         count_void_column=void_as_class,
     )
-    wanted = _csv(sequences)
+    _run_evaluation(job, settings, _csv(sequences), workers, quiet, output)
+
+
+def _run_evaluation(
+    job: EvaluationJob,
+    settings: EvaluationSettings,
+    wanted: list[str] | None,
+    workers: int,
+    quiet: bool,
+    output: Path | None,
+) -> EvaluationResult:
+    """Evaluate with a progress bar, print the tables and write the results file if asked."""
     total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -163,7 +176,7 @@ def evaluate_command(
         disable=quiet,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"{dataset} {job.split}", total=total)
+        task = progress.add_task(f"{job.dataset.name} {job.split}", total=total)
         result = evaluate(
             job,
             settings,
@@ -175,6 +188,7 @@ def evaluate_command(
     if output is not None:
         write_results(output, result)
         console.print(f"results written to {output}")
+    return result
 
 
 @app.command("validate")
@@ -302,23 +316,134 @@ def datasets_verify(
     console.print(f"ok: {name} {chosen} at {dataset.root} looks complete")
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit():
+        raise VpsbenchError(f"--size expects HxW, e.g. 256x512, got {text!r}")
+    return int(height), int(width)
+
+
+@datasets_app.command("prepare")
+def datasets_prepare(
+    name: Annotated[str, typer.Argument(help="Dataset name (only 'synthetic' is generated).")],
+    root: RootOption = None,
+    videos: Annotated[int, typer.Option(help="Videos per split.")] = 12,
+    frames: Annotated[int, typer.Option(help="Frames per video.")] = 30,
+    size: Annotated[str, typer.Option(help="Frame size HxW.")] = "256x512",
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    split: Annotated[list[str] | None, typer.Option(help="Split(s) to generate.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+) -> None:
+    """Generate the synthetic dataset (the real datasets must be downloaded by hand)."""
+    if name != "synthetic":
+        cls = dataset_class(name)
+        raise VpsbenchError(
+            f"{name} cannot be downloaded here; get it from its publisher and lay it out as "
+            f"{cls.facts.layout}, then run `vpsbench datasets verify {name} --root DIR`"
+        )
+    height, width = _parse_size(size)
+    target = resolve_dataset_root(name, root)
+    _prepare_with_progress(target, videos, frames, height, width, seed, split or ["val"], workers)
+    console.print(f"synthetic dataset ready at {target}")
+
+
+def _prepare_with_progress(
+    root: Path,
+    videos: int,
+    frames: int,
+    height: int,
+    width: int,
+    seed: int,
+    splits: list[str],
+    workers: int,
+) -> None:
+    from vpsbench.datasets.synthetic import prepare_synthetic
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("synthetic", total=videos * len(splits))
+
+        def advance(split: str, video: int, total: int) -> None:
+            progress.update(task, advance=1, description=f"synthetic {split} {video:04d}")
+
+        prepare_synthetic(
+            root,
+            videos=videos,
+            frames=frames,
+            height=height,
+            width=width,
+            seed=seed,
+            splits=splits,
+            workers=workers,
+            progress=advance,
+        )
+
+
+@app.command("visualize")
+def visualize_command(
+    pred: PredOption,
+    dataset: DatasetOption,
+    sequence: Annotated[str, typer.Option(help="Sequence to draw.")],
+    root: RootOption = None,
+    split: SplitOption = None,
+    protocol: ProtocolOption = None,
+    pred_format: FormatOption = "auto",
+    pred_divisor: DivisorOption = 1000,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Results JSON of `evaluate --output`: draw matched classes."),
+    ] = None,
+    frames: Annotated[str | None, typer.Option(help="Comma-separated frame indices.")] = None,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("vpsbench-visualization.png"),
+) -> None:
+    """Draw frames, ground truth and prediction of one sequence side by side (PNG)."""
+    from vpsbench.visualize import mapping_from_results, render_sequence, write_strip
+
+    job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, None)
+    mapping = None
+    if results is not None:
+        mapping = mapping_from_results(results, job.dataset.label_space())
+    indices = [int(i) for i in _csv(frames) or []] or None
+    strip = render_sequence(job.dataset, job.split, sequence, job.predictions, mapping, indices)
+    console.print(f"picture written to {write_strip(out, strip)}")
+
+
 @app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option(help="Where the example data goes.")] = Path("vpsbench-demo"),
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Data folder (default $VPSBENCH_CACHE or ~/.cache/vpsbench)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
-    """Generate a small example (KITTI-STEP layout + noisy predictions) and evaluate it."""
-    from vpsbench.demo import prepare_demo
+    """Synthetic val split + noisy predictions → evaluation table and a picture."""
+    from vpsbench.demo import default_cache, write_demo_predictions
+    from vpsbench.visualize import render_sequence, write_strip
 
-    dataset_root, predictions = prepare_demo(out, console)
-    evaluate_command(
-        pred=predictions,
-        dataset="kitti-step",
-        root=dataset_root,
-        split="val",
-        workers=workers,
-        output=out / "results.json",
+    folder = cache or default_cache()
+    dataset_root = folder / "synthetic"
+    console.print(f"synthetic val split (12 videos × 30 frames, 256×512) in {dataset_root}")
+    _prepare_with_progress(dataset_root, 12, 30, 256, 512, 0, ["val"], workers)
+    dataset = open_dataset("synthetic", dataset_root)
+    predictions_root = folder / "demo-predictions"
+    console.print(
+        "predictions: ground truth + the documented noise model of vpsbench.demo "
+        "(not a method's output)"
     )
+    write_demo_predictions(dataset, "val", predictions_root)
+    job = EvaluationJob(dataset, "val", PredictionSource.open(predictions_root, "step"))
+    result = _run_evaluation(
+        job, EvaluationSettings(), None, workers, False, folder / "demo-results.json"
+    )
+    first = job.dataset.sequences("val")[0].name
+    strip = render_sequence(job.dataset, "val", first, job.predictions, result.matching.as_dict())
+    console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}")
 
 
 def main() -> None:

@@ -1,138 +1,159 @@
-"""A small generated example for ``vpsbench demo``: street-like videos and noisy predictions.
+"""``vpsbench demo``: the synthetic val split, noisy predictions, the evaluator, a picture.
 
-The ground truth is drawn procedurally in the Cityscapes label space (sky, building, vegetation,
-sidewalk, road; cars and people moving across the frame; a far crowd region; void pixels) and
-written in the KITTI-STEP layout, so the real loader and evaluator run on it.
+Until a method that needs no weights lands, the predictions are NOT a method's output: they are
+the ground truth seen through a documented noise model (:func:`perturb_video`), honestly labelled
+as such, so that every number and picture below 100% has a known cause:
 
-The predictions are NOT a method's output: they are the ground truth perturbed by a documented
-noise model, so that the numbers are meaningful but below 100%:
-
-* classes are renamed to 27 pseudo-class ids by a fixed random permutation; road and building are
-  each split into two pseudo-classes (near/far half), vegetation is merged into building's;
-* object masks are dilated or eroded by one pixel, and 5% of stuff boundaries shift;
-* one car's track id switches half-way, one person is split into two tracks (upper/lower half),
-  two cars share one id, and every object is missed in 10% of the frames.
+* **pseudo-classes** — the 19 classes are renamed to 27 pseudo-class ids by a fixed permutation;
+  road and building each split into two pseudo-classes (left/right half of the image), terrain is
+  merged into vegetation's pseudo-class and wall into building's;
+* **segmentation** — 4% of pixels take the label of the pixel 3 rows above (boundary wobble);
+  thing masks are dilated (vehicles) or eroded (people) by one pixel;
+* **tracking** — per track, decided once per video: 25% switch identity at a random frame, 10%
+  are split into two tracks (upper/lower half), 10% are merged with another track of their class,
+  and every track is missed (predicted as the surrounding stuff) in 10% of its frames;
+* **crowd** — ground-truth crowd regions are predicted as one extra track.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from scipy import ndimage
 
-from vpsbench.formats.png import write_png
+from vpsbench.datasets.base import Dataset
+from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.step import write_step_png
 from vpsbench.video import PanopticFrame
 
-ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, PERSON, CAR = 0, 1, 2, 8, 10, 11, 13
-VOID = 255
-SEQUENCES = ("0002", "0006", "0007")
-FRAMES, HEIGHT, WIDTH = 20, 96, 320
-NUM_PSEUDO = 27
+NUM_PSEUDO_CLASSES = 27
+ROAD, BUILDING, WALL, VEGETATION, TERRAIN = 0, 2, 3, 8, 9
+THINGS = tuple(range(11, 19))
+VEHICLES = (13, 14, 15, 16)
+SPLIT_SLOT = {ROAD: 19, BUILDING: 20}  # permutation slots of the right-half pseudo-classes
+MERGED_INTO = {TERRAIN: VEGETATION, WALL: BUILDING}
+CROWD_TRACK = 999
 
 
-def _ground_truth_frame(rng_seed: int, t: int) -> PanopticFrame:
-    """Frame ``t`` of the video with seed ``rng_seed``: a fixed street with moving objects."""
-    rng = np.random.default_rng(rng_seed)
-    rows = np.arange(HEIGHT)[:, None]
-    cols = np.arange(WIDTH)[None, :]
-    horizon = HEIGHT // 3 + int(rng.integers(-4, 5))
-    semantic = np.full((HEIGHT, WIDTH), SKY, dtype=np.int32)
-    skyline = horizon - 10 - (np.sin(cols / (9 + rng.integers(0, 5))) * 6).astype(int)
-    semantic[(rows >= skyline) & (rows < horizon + 12)] = BUILDING
-    trees = (np.sin(cols / 13.0 + rng_seed) > 0.6) & (rows >= horizon - 4) & (rows < horizon + 12)
-    semantic[trees] = VEGETATION
-    semantic[horizon + 12 :] = SIDEWALK
-    semantic[horizon + 22 :] = ROAD
-    instance = np.zeros_like(semantic)
-
-    objects = [  # (class, id, row, start column, speed, height, width)
-        (CAR, 1, horizon + 30, 10, 6, 18, 44),
-        (CAR, 2, horizon + 40, 250, -5, 20, 50),
-        (CAR, 3, horizon + 24, 150, 2, 12, 30),
-        (PERSON, 4, horizon + 8, 40, 2, 22, 8),
-        (PERSON, 5, horizon + 6, 280, -1, 20, 7),
-    ]
-    for cls, ident, top, left, speed, h, w in objects:
-        x = (left + speed * t) % (WIDTH + w) - w
-        mask = (rows >= top) & (rows < min(top + h, HEIGHT)) & (cols >= x) & (cols < x + w)
-        semantic[mask] = cls
-        instance[mask] = ident
-        if cls == PERSON:  # a void ring around people, as KITTI-STEP's dilation ring
-            ring = ndimage.binary_dilation(mask, iterations=1) & ~mask
-            semantic[ring] = VOID
-    crowd = (rows >= horizon + 14) & (rows < horizon + 18) & (cols >= 200) & (cols < 212)
-    semantic[crowd] = CAR
-    instance[crowd] = 0
-    return PanopticFrame(semantic, instance)
+def default_cache() -> Path:
+    """Where the demo keeps its data: ``$VPSBENCH_CACHE`` or ``~/.cache/vpsbench``."""
+    return Path(os.environ.get("VPSBENCH_CACHE", Path.home() / ".cache" / "vpsbench"))
 
 
-def _perturb(frame: PanopticFrame, t: int, rng: np.random.Generator) -> PanopticFrame:
-    """Apply the documented noise model to a ground-truth frame (pseudo-class ids out)."""
-    permutation = np.random.default_rng(7).permutation(NUM_PSEUDO)
+@dataclass(frozen=True)
+class TrackFate:
+    """What the noise model does to one ground-truth track for a whole video."""
+
+    switch_at: int | None
+    split: bool
+    merge_into: int | None
+    missed_frames: frozenset[int]
+
+
+def _pseudo_ids() -> np.ndarray:
+    """The fixed permutation of pseudo-class ids; slot k < 19 belongs to trainId k."""
+    return np.random.default_rng(2024).permutation(NUM_PSEUDO_CLASSES)
+
+
+def _pseudo_class_table() -> np.ndarray:
+    """Ground-truth trainId (0..18, 255) → pseudo-class id (−1 for void)."""
+    permutation = _pseudo_ids()
+    table = np.full(256, -1, dtype=np.int32)
+    for train_id in range(19):
+        table[train_id] = permutation[MERGED_INTO.get(train_id, train_id)]
+    return table
+
+
+def _track_fates(
+    frames: Sequence[PanopticFrame], rng: np.random.Generator
+) -> dict[tuple[int, int], TrackFate]:
+    """Draw the fate of every (class, track id) of a video once."""
+    keys: set[tuple[int, int]] = set()
+    for frame in frames:
+        tracked = np.isin(frame.semantic, THINGS) & (frame.instance > 0)
+        pairs = np.unique(np.stack([frame.semantic[tracked], frame.instance[tracked]]), axis=1)
+        keys.update((int(c), int(i)) for c, i in pairs.T)
+    tracks = sorted(keys)
+    fates = {}
+    for cls, ident in tracks:
+        partners = [i for c, i in tracks if c == cls and i != ident]
+        fates[(cls, ident)] = TrackFate(
+            switch_at=int(rng.integers(1, len(frames))) if rng.random() < 0.25 else None,
+            split=bool(rng.random() < 0.10),
+            merge_into=int(rng.choice(partners)) if partners and rng.random() < 0.10 else None,
+            missed_frames=frozenset(int(t) for t in np.flatnonzero(rng.random(len(frames)) < 0.1)),
+        )
+    return fates
+
+
+def _surrounding_class(semantic: np.ndarray, mask: np.ndarray) -> int:
+    """The most frequent non-thing class in a ring around ``mask`` (road when there is none)."""
+    ring = ndimage.binary_dilation(mask, iterations=3) & ~mask
+    around = semantic[ring]
+    around = around[(around < 11) & (around >= 0)]
+    return int(np.bincount(around).argmax()) if around.size else ROAD
+
+
+def perturb_frame(
+    frame: PanopticFrame, t: int, fates: dict[tuple[int, int], TrackFate], rng: np.random.Generator
+) -> PanopticFrame:
+    """Apply the noise model to frame ``t`` of a video (ground truth in, pseudo-classes out)."""
     semantic = frame.semantic.copy()
-    instance = frame.instance.copy()
-    cols = np.arange(WIDTH)[None, :]
-    rows = np.arange(HEIGHT)[:, None]
-
-    # Objects: dilate cars, erode people, drop 10% of them per frame, tracking errors.
-    pseudo_instance = np.zeros_like(instance)
-    for ident in np.unique(instance[instance > 0]):
-        mask = instance == ident
-        if rng.random() < 0.1:
-            semantic[mask] = ROAD
+    instance = np.zeros_like(frame.instance)
+    rows = np.arange(semantic.shape[0])[:, None]
+    for (cls, ident), fate in fates.items():
+        mask = (frame.semantic == cls) & (frame.instance == ident)
+        if not mask.any():
             continue
-        cls = int(np.bincount(semantic[mask]).argmax())
-        if cls == CAR:
-            mask = ndimage.binary_dilation(mask) & (semantic != PERSON)
-        else:
-            mask = ndimage.binary_erosion(mask) if mask.sum() > 30 else mask
-        new_id = int(ident)
-        if ident == 1 and t >= FRAMES // 2:
-            new_id = 11  # identity switch half-way
-        if ident == 3:
-            new_id = 2  # two cars merged into one track
+        if t in fate.missed_frames:
+            semantic[mask] = _surrounding_class(frame.semantic, mask)
+            continue
+        if cls in VEHICLES:
+            mask = ndimage.binary_dilation(mask) & ~np.isin(frame.semantic, (11, 12))
+        elif mask.sum() > 40:
+            mask = ndimage.binary_erosion(mask)
+        new_id = fate.merge_into if fate.merge_into is not None else ident
+        if fate.switch_at is not None and t >= fate.switch_at:
+            new_id += 500
         semantic[mask] = cls
-        pseudo_instance[mask] = new_id
-        if ident == 4:  # person split into two tracks
+        instance[mask] = new_id
+        if fate.split:
             centre = int(np.nonzero(mask)[0].mean())
-            pseudo_instance[mask & (rows > centre)] = 14
-    semantic[semantic == VOID] = SIDEWALK
+            instance[mask & (rows > centre)] = new_id + 250
+    crowd = np.isin(frame.semantic, THINGS) & (frame.instance == 0)
+    instance[crowd] = CROWD_TRACK
+    wobble = rng.random(semantic.shape) < 0.04
+    shifted = np.roll(semantic, 3, axis=0)
+    semantic = np.where(wobble & (instance == 0), shifted, semantic)
+    semantic[(semantic == 255)] = ROAD
 
-    # Stuff: boundaries wobble, road/building split, vegetation merged into building.
-    jitter = rng.random(semantic.shape) < 0.05
-    semantic = np.where(jitter, np.roll(semantic, 2, axis=0), semantic)
-    pseudo = permutation[semantic % NUM_PSEUDO]
-    far_half = cols >= WIDTH // 2
-    pseudo = np.where((semantic == ROAD) & far_half, permutation[20], pseudo)
-    pseudo = np.where((semantic == BUILDING) & far_half, permutation[21], pseudo)
-    pseudo = np.where(semantic == VEGETATION, permutation[BUILDING], pseudo)
-    pseudo_instance[~np.isin(semantic, (PERSON, CAR))] = 0
-    return PanopticFrame(pseudo.astype(np.int32), pseudo_instance)
+    pseudo = _pseudo_class_table()[semantic]
+    right_half = np.arange(semantic.shape[1])[None, :] >= semantic.shape[1] // 2
+    for train_id, slot in SPLIT_SLOT.items():
+        pseudo[(semantic == train_id) & right_half] = _pseudo_ids()[slot]
+    instance[~np.isin(semantic, THINGS)] = 0
+    return PanopticFrame(pseudo.astype(np.int32), instance.astype(np.int32))
 
 
-def prepare_demo(out: Path, console: Console) -> tuple[Path, Path]:
-    """Write the example dataset and predictions under ``out`` (once); return both roots."""
-    dataset_root = out / "kitti-step"
-    predictions = out / "predictions"
+def perturb_video(frames: Sequence[PanopticFrame], seed: int) -> list[PanopticFrame]:
+    """The noisy prediction of a whole video (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    fates = _track_fates(frames, rng)
+    return [perturb_frame(frame, t, fates, rng) for t, frame in enumerate(frames)]
+
+
+def write_demo_predictions(dataset: Dataset, split: str, out: Path) -> Path:
+    """Write the noisy predictions of every sequence of ``split`` under ``out`` (once)."""
     marker = out / ".complete"
-    if marker.exists():
-        console.print(f"using the example data in {out}")
-        return dataset_root, predictions
-    console.print(
-        f"writing a generated example to {out}: {len(SEQUENCES)} videos × {FRAMES} frames "
-        f"(ground truth in KITTI-STEP layout; predictions = ground truth + documented noise)"
-    )
-    image = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
-    for index, sequence in enumerate(SEQUENCES):
-        rng = np.random.default_rng(100 + index)
-        for t in range(FRAMES):
-            name = f"{t:06d}.png"
-            truth = _ground_truth_frame(index, t)
-            write_step_png(dataset_root / "panoptic_maps" / "val" / sequence / name, truth)
-            write_png(dataset_root / "images" / "val" / sequence / name, image)
-            write_step_png(predictions / sequence / name, _perturb(truth, t, rng))
-    marker.write_text("ok\n")
-    return dataset_root, predictions
+    if marker.is_file():
+        return out
+    for index, sequence in enumerate(dataset.sequences(split)):
+        truth = [dataset.load_ground_truth(split, ref) for ref in sequence.frames]
+        for ref, predicted in zip(sequence.frames, perturb_video(truth, seed=index), strict=True):
+            write_step_png(out / ref.sequence / f"{ref.name}.png", predicted)
+    atomic_write_text(marker, "ground truth + vpsbench.demo noise model\n")
+    return out

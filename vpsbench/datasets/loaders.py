@@ -6,5 +6,6 @@ from vpsbench.datasets import (  # noqa: F401
     kitti_mots,
     kitti_step,
     mots,
+    synthetic,
     waymo,
 )
