@@ -22,10 +22,12 @@ from vpsbench.evaluation import (
     evaluate,
     select_sequences,
 )
+from vpsbench.leaderboard.cli import leaderboard_app, submit_command
 from vpsbench.matching import MatchingMode
 from vpsbench.predictions import PredictionFormat, PredictionSource
+from vpsbench.records import record_from_results, write_record
 from vpsbench.report import render_result
-from vpsbench.results import write_results
+from vpsbench.results import result_to_dict, write_results
 
 app = typer.Typer(
     help="Evaluate unsupervised video panoptic segmentation (STQ/AQ/SQ, VPQ, PQ).",
@@ -34,6 +36,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="List, describe and verify datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(leaderboard_app, name="leaderboard")
+app.command("submit")(submit_command)
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
@@ -143,9 +147,17 @@ def evaluate_command(
         ),
     ] = True,
     output: Annotated[Path | None, typer.Option(help="Write all numbers as JSON here.")] = None,
+    save_record: Annotated[
+        Path | None,
+        typer.Option(help="Write a result record here for `vpsbench submit` (needs --method)."),
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="Method id of the record (a slug).")] = None,
+    method_version: Annotated[str, typer.Option(help="Method version of the record.")] = "unknown",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Score a prediction folder under the unsupervised protocol (paper Sec. 3.3)."""
+    if save_record is not None and method is None:
+        raise VpsbenchError("--save-record needs --method NAME (the method id, e.g. videocups)")
     job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, num_classes)
     things = _csv(pred_things)
     settings = EvaluationSettings(
@@ -154,7 +166,14 @@ def evaluate_command(
         metrics=tuple(_csv(metrics) or ()),
         count_void_column=void_as_class,
     )
-    _run_evaluation(job, settings, _csv(sequences), workers, quiet, output)
+    result = _run_evaluation(job, settings, _csv(sequences), workers, quiet, output)
+    if save_record is not None and method is not None:
+        divisor = pred_divisor if job.predictions.format == "divisor16" else None
+        record = record_from_results(
+            result_to_dict(result), method, method_version, prediction_divisor=divisor
+        )
+        write_record(save_record, record)
+        console.print(f"record written to {save_record} (file it with `vpsbench submit`)")
 
 
 def _run_evaluation(

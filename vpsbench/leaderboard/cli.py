@@ -1,0 +1,144 @@
+"""The ``vpsbench leaderboard`` commands (show, build, verify, publish) and ``vpsbench submit``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vpsbench.errors import VpsbenchError
+from vpsbench.leaderboard.build import build_leaderboard
+from vpsbench.leaderboard.database import LeaderboardDatabase
+from vpsbench.leaderboard.publish import publish
+from vpsbench.leaderboard.site import percent
+from vpsbench.leaderboard.store import DEFAULT_STORE, load_store, submit_file
+from vpsbench.leaderboard.verify import verify_records
+
+leaderboard_app = typer.Typer(
+    help="Show, build, verify and publish the leaderboard of result records.",
+    no_args_is_help=True,
+)
+
+
+def _console() -> Console:
+    """A console made per command, so the terminal width ($COLUMNS) is read when it runs."""
+    return Console()
+
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", help="Submissions store (default: ./submissions)."),
+]
+
+
+def _store(store: Path | None) -> Path:
+    """The store given, else ./submissions."""
+    return store if store is not None else DEFAULT_STORE
+
+
+def submit_command(
+    record: Annotated[Path, typer.Argument(help="Record JSON to validate and file.")],
+    store: StoreOption = None,
+) -> None:
+    """Validate a result record and file it at <store>/<method>/<dataset>-<split>.json."""
+    target = submit_file(_store(store), record)
+    _console().print(f"record filed at {target}", highlight=False)
+
+
+@leaderboard_app.command("show")
+def show_command(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Only this dataset.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Print the leaderboard tables in the terminal (STQ, AQ, SQ, VPQ in %)."""
+    database = LeaderboardDatabase.from_records(load_store(_store(store)))
+    console = _console()
+    try:
+        boards = [key for key in database.boards() if dataset is None or key.dataset == dataset]
+        if not boards:
+            raise VpsbenchError(f"no records for dataset {dataset!r}" if dataset else "no records")
+        for key in boards:
+            table = Table("#", "method", "provenance", "STQ", "AQ", "SQ", "VPQ", title=key.label)
+            for row in database.board(key):
+                style = "italic yellow" if row.provenance == "reported" else "bold green"
+                table.add_row(
+                    str(row.rank),
+                    Text(row.method_name),
+                    Text(row.provenance, style=style),
+                    *(percent(v, row.precision) for v in (row.stq, row.aq, row.sq, row.vpq)),
+                )
+            console.print(table)
+    finally:
+        database.close()
+
+
+@leaderboard_app.command("build")
+def build_command(
+    out: Annotated[Path, typer.Option("--out", help="Site folder to write.")] = Path("leaderboard"),
+    store: StoreOption = None,
+) -> None:
+    """Build the static site (index.html, method pages, leaderboard.json and .md)."""
+    written = build_leaderboard(_store(store), out)
+    _console().print(f"{len(written)} files written to {out}", highlight=False)
+
+
+@leaderboard_app.command("verify")
+def verify_command(
+    pred_root: Annotated[
+        Path, typer.Option("--pred-root", help="Predictions at <root>/<method>/<dataset>-<split>/.")
+    ],
+    store: StoreOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes per evaluation.")] = 1,
+) -> None:
+    """Re-evaluate reproduced records whose predictions are available; flag what differs."""
+    outcomes = verify_records(load_store(_store(store), check=False), pred_root, workers)
+    console = _console()
+    table = Table("record", "status", "detail")
+    for outcome in outcomes:
+        style = {"ok": "green", "failed": "bold red"}.get(outcome.status, "dim")
+        detail = outcome.reason or (outcome.problems[0] if outcome.problems else "")
+        table.add_row(Text(outcome.path), Text(outcome.status, style=style), Text(detail))
+    console.print(table)
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    for outcome in failed:
+        for problem in outcome.problems:
+            print(f"{outcome.path}: {problem}", file=sys.stderr)
+    checked = sum(outcome.status != "not checked" for outcome in outcomes)
+    console.print(
+        f"{checked} checked, {len(failed)} failed, {len(outcomes) - checked} not checked",
+        highlight=False,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@leaderboard_app.command("publish")
+def publish_command(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Git remote (URL or path) or hf://datasets|spaces/<owner>/<name>."
+        ),
+    ],
+    store: StoreOption = None,
+    site: Annotated[
+        Path | None, typer.Option("--site", help="Built site to publish (default: build anew).")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="Git branch (default: the remote's default branch).")
+    ] = None,
+) -> None:
+    """Push the records and the site to a git remote or the Hugging Face Hub."""
+    result = publish(to, _store(store), site, branch)
+    console = _console()
+    if result.changed:
+        console.print(f"published to {result.target} ({result.revision})", highlight=False)
+    else:
+        console.print(f"{result.target} is up to date; nothing to publish", highlight=False)
