@@ -59,6 +59,19 @@ def _error_line(text: str) -> None:
     print(text, file=sys.stderr)
 
 
+def _progress_bar(disable: bool = False) -> Progress:
+    """The progress bar every long command shows on stderr (gone once done)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        disable=disable,
+        transient=True,
+    )
+
+
 def _parse_protocol(pairs: list[str] | None) -> dict[str, str]:
     chosen: dict[str, str] = {}
     for pair in pairs or []:
@@ -186,15 +199,7 @@ def _run_evaluation(
 ) -> EvaluationResult:
     """Evaluate with a progress bar, print the tables and write the results file if asked."""
     total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        disable=quiet,
-        transient=True,
-    ) as progress:
+    with _progress_bar(disable=quiet) as progress:
         task = progress.add_task(f"{job.dataset.name} {job.split}", total=total)
         result = evaluate(
             job,
@@ -378,14 +383,7 @@ def _prepare_with_progress(
 ) -> None:
     from vpsbench.datasets.synthetic import prepare_synthetic
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    ) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task("synthetic", total=videos * len(splits))
 
         def advance(split: str, video: int, total: int) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,23 +40,47 @@ def _checked_map(
     return array.astype(np.int32)
 
 
-def read_npz(path: str | Path) -> PanopticFrame:
-    """Read a frame from an ``.npz`` with 2-D integer ``semantic`` and ``instance`` arrays."""
-    arrays: dict[str, npt.NDArray[np.generic]] = {}
+def load_npz_arrays(path: str | Path, what: str = ".npz archive") -> dict[str, npt.NDArray[Any]]:
+    """Every array of an ``.npz``; a missing, corrupt or non-npz file is an InputError."""
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise InputError(path, "not an .npz archive (a single .npy array)")
         with loaded as archive:
-            for key in NPZ_KEYS:
-                if key not in archive.files:
-                    raise InputError(path, f"missing array '{key}' (has {sorted(archive.files)})")
-                arrays[key] = archive[key]
+            return {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(path, f"corrupt or unreadable .npz archive ({message})") from None
+        raise InputError(path, f"corrupt or unreadable {what} ({message})") from None
+
+
+def encode_npz(
+    arrays: Mapping[str, npt.NDArray[Any]],
+    stored: Collection[str] = (),
+    level: int | None = None,
+) -> bytes:
+    """Deterministic ``.npz`` bytes: fixed timestamps; deflated except the ``stored`` names."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, mode="w") as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            if name in stored:
+                archive.writestr(info, _npy_bytes(array), compress_type=zipfile.ZIP_STORED)
+            else:
+                archive.writestr(
+                    info, _npy_bytes(array), compress_type=zipfile.ZIP_DEFLATED, compresslevel=level
+                )
+    return buffer.getvalue()
+
+
+def read_npz(path: str | Path) -> PanopticFrame:
+    """Read a frame from an ``.npz`` with 2-D integer ``semantic`` and ``instance`` arrays."""
+    arrays = load_npz_arrays(path)
+    for key in NPZ_KEYS:
+        if key not in arrays:
+            raise InputError(path, f"missing array '{key}' (has {sorted(arrays)})")
     semantic = _checked_map(path, "semantic", arrays["semantic"])
     instance = _checked_map(path, "instance", arrays["instance"])
     if semantic.shape != instance.shape:
@@ -64,7 +90,7 @@ def read_npz(path: str | Path) -> PanopticFrame:
     return PanopticFrame(semantic, instance)
 
 
-def _npy_bytes(array: npt.NDArray[np.int32]) -> bytes:
+def _npy_bytes(array: npt.NDArray[Any]) -> bytes:
     """The ``.npy`` serialisation of an array (what numpy stores inside an ``.npz``)."""
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
@@ -77,11 +103,4 @@ def write_npz(path: str | Path, frame: PanopticFrame) -> None:
         "semantic": frame.semantic.astype(np.int32),
         "instance": frame.instance.astype(np.int32),
     }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, array in members.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, _npy_bytes(array))
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, encode_npz(members))

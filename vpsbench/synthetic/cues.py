@@ -11,10 +11,7 @@ the other frame's camera); ``moving`` uint8 (H, W) 0/1.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,21 +21,14 @@ import numpy.typing as npt
 
 from vpsbench.errors import InputError
 from vpsbench.formats.atomic import atomic_write_bytes
+from vpsbench.formats.npz import encode_npz, load_npz_arrays
 from vpsbench.synthetic.layout import camera_path, cues_path
 
 CUE_ARRAYS = ("depth", "flow_forward", "flow_backward", "moving")
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 #: Deflate level of depth and mask: level 1 is ~2x faster than 6 and barely larger here.
 _DEFLATE_LEVEL = 1
 #: Flows are stored uncompressed: their float32 mantissas deflate by only ~15% at ~20 ms each.
 _STORED_ARRAYS = frozenset({"flow_forward", "flow_backward"})
-
-
-def _npy_bytes(array: npt.NDArray[Any]) -> bytes:
-    """The ``.npy`` serialisation of an array, as stored inside an ``.npz``."""
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def encode_cues(
@@ -54,21 +44,7 @@ def encode_cues(
     if flow_backward is not None:
         members["flow_backward"] = flow_backward.astype(np.float32, copy=False)
     members["moving"] = moving.astype(np.uint8)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, array in members.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            if name in _STORED_ARRAYS:
-                archive.writestr(info, _npy_bytes(array), compress_type=zipfile.ZIP_STORED)
-            else:
-                archive.writestr(
-                    info,
-                    _npy_bytes(array),
-                    compress_type=zipfile.ZIP_DEFLATED,
-                    compresslevel=_DEFLATE_LEVEL,
-                )
-    return buffer.getvalue()
+    return encode_npz(members, stored=_STORED_ARRAYS, level=_DEFLATE_LEVEL)
 
 
 def write_cues(
@@ -108,20 +84,8 @@ def read_cues(
     Missing or corrupt archives raise :class:`InputError` naming the file.
     """
     path = cues_path(Path(root), split, seq, frame)
-    arrays: dict[str, npt.NDArray[Any]] = {}
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise InputError(path, "not an .npz archive (a single .npy array)")
-        with loaded as archive:
-            for name in archive.files:
-                if name in CUE_ARRAYS:
-                    arrays[name] = archive[name]
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(path, f"corrupt or unreadable cue archive ({message})") from None
+    loaded = load_npz_arrays(path, what="cue archive")
+    arrays = {name: array for name, array in loaded.items() if name in CUE_ARRAYS}
     _check_cues(path, arrays)
     arrays["moving"] = arrays["moving"].astype(bool)
     return arrays
