@@ -37,6 +37,8 @@ app = typer.Typer(
 datasets_app = typer.Typer(help="List, describe and verify datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(leaderboard_app, name="leaderboard")
+methods_app = typer.Typer(help="List and describe method plugins.", no_args_is_help=True)
+app.add_typer(methods_app, name="methods")
 app.command("submit")(submit_command)
 
 console = Console(soft_wrap=True)
@@ -461,6 +463,84 @@ def demo_command(
     first = job.dataset.sequences("val")[0].name
     strip = render_sequence(job.dataset, "val", first, job.predictions, result.matching.as_dict())
     console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}")
+
+
+@methods_app.command("list")
+def methods_list() -> None:
+    """The installed method plugins (entry-point group vpsbench.methods)."""
+    from vpsbench.methods import method_class, method_names
+
+    table = Table("name", "stages", "description")
+    for name in method_names():
+        try:
+            cls = method_class(name)
+            table.add_row(name, ", ".join(cls.stages), cls.description)
+        except VpsbenchError as error:
+            table.add_row(name, "—", f"unavailable: {error}")
+    console.print(table)
+
+
+@methods_app.command("info")
+def methods_info(name: Annotated[str, typer.Argument(help="Method name.")]) -> None:
+    """A method's stages, prediction format and every config setting with its default."""
+    from vpsbench.methods import config_fields, method_class
+
+    cls = method_class(name)
+    console.print(f"[bold]{cls.name}[/bold] — {cls.description}")
+    console.print(f"  stages: {' → '.join(cls.stages)}", highlight=False)
+    console.print(f"  predictions: {cls.prediction_format}", highlight=False)
+    if cls.citation:
+        console.print(f"  citation: {cls.citation}", highlight=False)
+    if cls.weights_info:
+        console.print(f"  weights: {cls.weights_info} (--set weights=PATH)", highlight=False)
+    table = Table("setting", "type", "default", "meaning", title="Config (--set KEY=VALUE)")
+    for field_name, type_name, default, help_text in config_fields(cls.config_class):
+        table.add_row(field_name, type_name, str(default), help_text)
+    console.print(table)
+
+
+@app.command("run-method")
+def run_method_command(
+    name: Annotated[str, typer.Argument(help="Method name (vpsbench methods list).")],
+    dataset: DatasetOption,
+    root: RootOption = None,
+    split: SplitOption = None,
+    protocol: ProtocolOption = None,
+    stage: Annotated[
+        list[str] | None, typer.Option(help="Run only these stages (repeatable).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Setting KEY=VALUE (repeatable).")
+    ] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    sequences: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
+) -> None:
+    """Run a method's stages into a run directory, then score its predictions."""
+    from vpsbench.methods.runner import RunRequest, run_method, stage_names
+
+    wanted = _csv(sequences)
+    request = RunRequest(
+        method=name,
+        dataset=dataset,
+        root=root,
+        split=split,
+        protocol=_parse_protocol(protocol),
+        stages=stage_names(stage),
+        config_file=config,
+        overrides=tuple(set_ or ()),
+        run_dir=run_dir,
+        device=device,
+        sequences=tuple(wanted) if wanted else None,
+    )
+    outcome = run_method(request, log=lambda text: errors.print(text, highlight=False))
+    if outcome.result is not None:
+        render_result(outcome.result, console)
+        console.print(f"run directory: {outcome.run_dir}")
+        console.print(f"results: {outcome.run_dir / 'results.json'}; record: {outcome.record_path}")
+    else:
+        console.print(f"stages done; run directory: {outcome.run_dir}")
 
 
 def main() -> None:

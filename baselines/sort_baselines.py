@@ -1,0 +1,170 @@
+"""U2Seg + SORT, CUPS + SORT and CUPS† + SORT: per-frame unsupervised panoptic models + SORT.
+
+The paper builds these baselines by tracking the thing detections of an unsupervised panoptic
+*image* model with SORT (Bewley et al. 2016, their proposed hyper-parameters: max_age 1,
+min_hits 3, IoU 0.3). The per-frame predictions come from, in order of precedence:
+
+1. ``per_frame=DIR`` — predictions produced elsewhere, in a vpsbench prediction format;
+2. ``weights=PATH`` — the published Panoptic Cascade Mask R-CNN checkpoint (detectron2 format),
+   run by vpsbench's pure-PyTorch implementation;
+3. otherwise the weight-free stand-in of :mod:`baselines.weight_free` (not the baseline's model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
+from vpsbench.cues import VideoClip
+from vpsbench.errors import VpsbenchError
+from vpsbench.formats.atomic import atomic_write_text
+from vpsbench.methods import PREDICT_STAGE, Method, MethodConfig, RunContext
+from vpsbench.predictions import PredictionSource
+from vpsbench.tracking.panoptic import track_panoptic_video
+from vpsbench.tracking.sort import SortConfig
+from vpsbench.video import PanopticFrame
+
+CLUSTER_STAGE = "cluster"
+MODEL_FILE = "weight_free_model.npz"
+
+
+@dataclass(frozen=True)
+class SortBaselineConfig(MethodConfig):
+    """Settings of a per-frame model + SORT baseline."""
+
+    weights: Path | None = field(default=None, metadata={"help": "published checkpoint"})
+    per_frame: Path | None = field(
+        default=None, metadata={"help": "folder of per-frame predictions made elsewhere"}
+    )
+    max_age: int = field(default=1, metadata={"help": "SORT: frames a track survives unmatched"})
+    min_hits: int = field(default=3, metadata={"help": "SORT: matches before a track is output"})
+    iou_threshold: float = field(default=0.3, metadata={"help": "SORT: minimum IoU to associate"})
+    num_pseudo_classes: int = field(default=27, metadata={"help": "weight-free stand-in"})
+    features: str = field(default="handcrafted", metadata={"help": "weight-free stand-in"})
+    depth: str = field(default="none", metadata={"help": "depth cue of the stand-in"})
+    seed: int = field(default=0, metadata={"help": "weight-free stand-in"})
+
+    def weight_free(self) -> WeightFreeSettings:
+        return WeightFreeSettings(
+            num_pseudo_classes=self.num_pseudo_classes,
+            features=self.features,
+            depth=self.depth,
+            seed=self.seed,
+        )
+
+
+def _mode(config: SortBaselineConfig) -> str:
+    if config.per_frame is not None:
+        return "per-frame predictions"
+    if config.weights is not None:
+        return "published weights"
+    return "weight-free stand-in"
+
+
+class SortBaseline(Method):
+    """A per-frame unsupervised panoptic model whose thing detections SORT tracks."""
+
+    stages = (CLUSTER_STAGE, PREDICT_STAGE)
+    config_class = SortBaselineConfig
+    model_preset: ClassVar[str]
+
+    @property
+    def settings(self) -> SortBaselineConfig:
+        assert isinstance(self.config, SortBaselineConfig)
+        return self.config
+
+    def run_stage(self, stage: str, context: RunContext) -> None:
+        context.log(f"{self.name}: per-frame source = {_mode(self.settings)}")
+        atomic_write_text(
+            context.stage_dir(stage) / "mode.json",
+            json.dumps({"mode": _mode(self.settings)}) + "\n",
+        )
+        if stage == CLUSTER_STAGE:
+            if _mode(self.settings) == "weight-free stand-in":
+                clips = [VideoClip(context.dataset, context.split, s) for s in context.sequences]
+                model = WeightFreePanoptic(self.settings.weight_free()).fit(clips)
+                model.save(context.stage_dir(stage) / MODEL_FILE)
+                context.log(f"{CLUSTER_STAGE}: pseudo thing classes {sorted(model.thing_classes)}")
+            return
+        predict_frame = self._frame_predictor(context)
+        tracking = SortConfig(
+            self.settings.max_age, self.settings.min_hits, self.settings.iou_threshold
+        )
+        for sequence in context.pending(PREDICT_STAGE):
+            clip = VideoClip(context.dataset, context.split, sequence)
+            per_frame = (predict_frame(clip, t) for t in range(len(clip)))
+            tracked = track_panoptic_video(per_frame, config=tracking)
+            for frame, prediction in zip(sequence.frames, tracked, strict=True):
+                context.write_prediction(frame, prediction)
+            context.mark_done(PREDICT_STAGE, sequence.name)
+            context.log(f"{PREDICT_STAGE}: {sequence.name} done")
+
+    def _frame_predictor(self, context: RunContext) -> Callable[[VideoClip, int], PanopticFrame]:
+        """The per-frame panoptic source chosen by the settings."""
+        if self.settings.per_frame is not None:
+            source = PredictionSource.open(self.settings.per_frame)
+
+            def from_folder(clip: VideoClip, t: int) -> PanopticFrame:
+                shape = clip.image(t).shape[:2]
+                prediction, _ = source.read(clip.sequence.frames[t], (shape[0], shape[1]))
+                return prediction
+
+            return from_folder
+        if self.settings.weights is not None:
+            return self._network_predictor(context)
+        model_path = context.run_dir / CLUSTER_STAGE / MODEL_FILE
+        if not model_path.is_file():
+            raise VpsbenchError(f"run the {CLUSTER_STAGE!r} stage first ({model_path} is missing)")
+        model = WeightFreeModel.load(model_path)
+        stand_in = WeightFreePanoptic(self.settings.weight_free())
+        return lambda clip, t: stand_in.predict(model, clip, t)
+
+    def _network_predictor(self, context: RunContext) -> Callable[[VideoClip, int], PanopticFrame]:
+        """The published Panoptic Cascade Mask R-CNN, in vpsbench's pure-PyTorch version."""
+        try:
+            from vpsbench.models.checkpoints import build_from_checkpoint
+        except ModuleNotFoundError as error:
+            raise VpsbenchError(
+                f"{self.name} with weights needs {error.name}: pip install 'vpsbench[methods]'"
+            ) from None
+        assert self.settings.weights is not None
+        preset: Literal["cups", "u2seg"] = "u2seg" if self.model_preset == "u2seg" else "cups"
+        network = build_from_checkpoint(self.settings.weights, preset).eval().to(context.device)
+        return lambda clip, t: network.predict_panoptic(clip.image(t))
+
+
+class U2SegSort(SortBaseline):
+    """U2Seg (COCO & ImageNet, 800 + 27 pseudo-classes) + SORT."""
+
+    name = "u2seg-sort"
+    description = "U2Seg per-frame panoptic (800 thing + 27 stuff pseudo-classes) tracked by SORT"
+    model_preset = "u2seg"
+    weights_info = "U2Seg's Panoptic Cascade Mask R-CNN checkpoint, published by its authors"
+    prediction_format = "npz (827 pseudo-classes do not fit a STEP PNG); step for the stand-in"
+    citation = (
+        "Niu et al., Unsupervised Universal Image Segmentation, CVPR 2024; Bewley et al. 2016"
+    )
+
+
+class CupsSort(SortBaseline):
+    """CUPS (trained on Cityscapes stereo video, 27 pseudo-classes) + SORT."""
+
+    name = "cups-sort"
+    description = "CUPS per-frame panoptic (27 pseudo-classes, stereo-trained) tracked by SORT"
+    model_preset = "cups"
+    weights_info = "the CUPS checkpoint, published at github.com/visinf/cups"
+    citation = "Hahn et al., Scene-Centric Unsupervised Panoptic Segmentation, CVPR 2025"
+
+
+class CupsMonoSort(SortBaseline):
+    """CUPS† (retrained on monocular video with DynamoDepth) + SORT."""
+
+    name = "cups-mono-sort"
+    description = "CUPS† per-frame panoptic (monocular-video training) tracked by SORT"
+    model_preset = "cups"
+    weights_info = "a CUPS checkpoint trained on monocular video (not public; train it with CUPS)"
+    citation = "VideoCUPS paper, Sec. 4 (CUPS retrained with monocular depth)"

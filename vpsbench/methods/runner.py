@@ -1,0 +1,187 @@
+"""``vpsbench run-method``: run a method's stages into a run directory, resumably, then score it.
+
+The run directory records everything needed to understand and resume a run::
+
+    <run>/run.json              method, config, dataset, split, device, versions, stage timings
+    <run>/done/<stage>/…        markers of finished stages and sequences (resume skips them)
+    <run>/<stage>/              the stage's own outputs (pseudo-labels, checkpoints, …)
+    <run>/predictions/<seq>/…   the submission (STEP PNG, or NPZ beyond 254 pseudo-classes)
+    <run>/results.json          the evaluator's numbers;  <run>/record.json  the result record
+
+Re-running the same command continues an interrupted run; asking for another config in the same
+run directory is refused, so numbers never mix settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import vpsbench
+from vpsbench.datasets import open_dataset
+from vpsbench.errors import VpsbenchError
+from vpsbench.evaluation import EvaluationJob, EvaluationResult, evaluate, select_sequences
+from vpsbench.formats.atomic import atomic_write_text
+from vpsbench.methods.base import (
+    PREDICT_STAGE,
+    MethodConfig,
+    RunContext,
+    build_config,
+    read_config_file,
+)
+from vpsbench.methods.registry import method_class
+from vpsbench.predictions import PredictionSource
+from vpsbench.results import result_to_dict, write_results
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What ``vpsbench run-method`` was asked to do."""
+
+    method: str
+    dataset: str
+    root: Path | None = None
+    split: str | None = None
+    protocol: Mapping[str, str] = field(default_factory=dict)
+    stages: tuple[str, ...] | None = None
+    config_file: Path | None = None
+    overrides: tuple[str, ...] = ()
+    run_dir: Path | None = None
+    device: str = "cpu"
+    sequences: tuple[str, ...] | None = None
+    evaluate: bool = True
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where the run's outputs are and, when it predicted, its evaluation."""
+
+    run_dir: Path
+    result: EvaluationResult | None
+    record_path: Path | None
+
+
+def _versions() -> dict[str, str]:
+    versions = {
+        "vpsbench": vpsbench.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ModuleNotFoundError:
+        pass
+    return versions
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise VpsbenchError(f"--device must be cpu or cuda, got {device!r}")
+    if device.startswith("cuda"):
+        try:
+            import torch
+        except ModuleNotFoundError:
+            raise VpsbenchError(
+                "--device cuda needs PyTorch: pip install 'vpsbench[methods]'"
+            ) from None
+        if not torch.cuda.is_available():
+            raise VpsbenchError("--device cuda: no CUDA device is available here")
+
+
+def _jsonable(config: MethodConfig) -> dict[str, Any]:
+    """The config as plain JSON values (paths as strings)."""
+    converted: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return converted
+
+
+def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOutcome:
+    """Run the requested stages (all by default) and evaluate the predictions."""
+    cls = method_class(request.method)
+    file_values = read_config_file(request.config_file) if request.config_file else {}
+    config = build_config(cls.config_class, file_values, request.overrides)
+    method = cls(config)
+    _check_device(request.device)
+    dataset = open_dataset(request.dataset, request.root, request.protocol)
+    split = request.split or next(
+        (s for s in ("val", "validation") if s in dataset.facts.splits), dataset.facts.splits[0]
+    )
+    sequences = select_sequences(dataset.sequences(split), request.sequences, dataset.name)
+    run_dir = request.run_dir or Path("runs") / f"{request.method}-{request.dataset}-{split}"
+    stages = request.stages or cls.stages
+    unknown = [s for s in stages if s not in cls.stages]
+    if unknown:
+        raise VpsbenchError(f"{cls.name} has no stage {', '.join(unknown)}; stages: {cls.stages}")
+
+    manifest_path = run_dir / "run.json"
+    settings = {
+        "method": cls.name,
+        "config": _jsonable(config),
+        "dataset": dataset.name,
+        "split": split,
+        "protocol": dict(dataset.protocol),
+        "sequences": [s.name for s in sequences],
+    }
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        recorded = {key: manifest.get(key) for key in settings}
+        if recorded != settings:
+            raise VpsbenchError(
+                f"{run_dir} holds a run with other settings; resume it with the same "
+                "settings or choose another --run-dir"
+            )
+    manifest |= settings | {"device": request.device, "versions": _versions()}
+    manifest.setdefault("stages", {})
+
+    def save_manifest() -> None:
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+    save_manifest()
+    context = RunContext(dataset, split, run_dir, request.device, sequences, log)
+    for stage in [s for s in cls.stages if s in stages]:
+        if context.is_done(stage):
+            log(f"{stage}: already done, skipped")
+            continue
+        log(f"{stage}: running")
+        started = time.perf_counter()
+        method.run_stage(stage, context)
+        context.mark_done(stage)
+        manifest["stages"][stage] = {"seconds": round(time.perf_counter() - started, 3)}
+        save_manifest()
+
+    if not (request.evaluate and PREDICT_STAGE in cls.stages and context.is_done(PREDICT_STAGE)):
+        return RunOutcome(run_dir, None, None)
+    job = EvaluationJob(dataset, split, PredictionSource.open(context.predictions_dir))
+    result = evaluate(job, sequences=[s.name for s in sequences])
+    write_results(run_dir / "results.json", result)
+    record_path = run_dir / "record.json"
+    _write_record(record_path, result, cls.name, manifest)
+    return RunOutcome(run_dir, result, record_path)
+
+
+def _write_record(
+    path: Path, result: EvaluationResult, method: str, manifest: Mapping[str, Any]
+) -> None:
+    """A result record (issue 4's schema) of the run, ready for ``vpsbench submit``."""
+    from vpsbench.records import record_from_results, write_record
+
+    notes = f"vpsbench run-method {method}; config {json.dumps(manifest['config'], sort_keys=True)}"
+    record = record_from_results(
+        result_to_dict(result), method, vpsbench.__version__, notes=notes[:2000]
+    )
+    write_record(path, record)
+
+
+def stage_names(stages: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Normalise a ``--stage`` list (None or empty = all stages)."""
+    return tuple(stages) if stages else None
