@@ -46,6 +46,14 @@ class SortBaselineConfig(MethodConfig):
     num_pseudo_classes: int = field(default=27, metadata={"help": "weight-free stand-in"})
     features: str = field(default="handcrafted", metadata={"help": "weight-free stand-in"})
     depth: str = field(default="none", metadata={"help": "depth cue of the stand-in"})
+    thing_ratio: float = field(
+        default=0.5, metadata={"help": "stand-in: share of a class in object-sized segments"}
+    )
+    position_weight: float = field(
+        default=1.0, metadata={"help": "stand-in: weight of image position in the features"}
+    )
+    min_instance_area: int = field(default=30, metadata={"help": "stand-in: pixels"})
+    max_instance_fraction: float = field(default=0.05, metadata={"help": "stand-in: of frame"})
     seed: int = field(default=0, metadata={"help": "weight-free stand-in"})
 
     def weight_free(self) -> WeightFreeSettings:
@@ -53,6 +61,10 @@ class SortBaselineConfig(MethodConfig):
             num_pseudo_classes=self.num_pseudo_classes,
             features=self.features,
             depth=self.depth,
+            thing_ratio=self.thing_ratio,
+            position_weight=self.position_weight,
+            min_instance_area=self.min_instance_area,
+            max_instance_fraction=self.max_instance_fraction,
             seed=self.seed,
         )
 

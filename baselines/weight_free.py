@@ -36,6 +36,7 @@ class WeightFreeSettings:
     num_pseudo_classes: int = 27
     features: str = "handcrafted"
     depth: str = "none"
+    position_weight: float = 1.0
     sample_frames: int = 48
     samples_per_frame: int = 2000
     min_instance_area: int = 30
@@ -70,7 +71,11 @@ class WeightFreePanoptic:
 
     def __init__(self, settings: WeightFreeSettings) -> None:
         self.settings = settings
-        options = {} if settings.depth == "none" else {"depth": settings.depth}
+        options: dict[str, object] = {}
+        if settings.depth != "none":
+            options["depth"] = settings.depth
+        if settings.features == "handcrafted":
+            options["position_weight"] = settings.position_weight
         provider = make_cue("features", settings.features, options)
         assert isinstance(provider, FeatureProvider)
         self.features = provider

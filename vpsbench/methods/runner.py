@@ -112,6 +112,20 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
     method = cls(config)
     _check_device(request.device)
     dataset = open_dataset(request.dataset, request.root, request.protocol)
+    if dataset.name == "synthetic" and not (dataset.root / "synthetic.json").is_file():
+        from vpsbench.datasets.synthetic import prepare_synthetic
+
+        log(f"no synthetic dataset at {dataset.root}: generating the default val split there")
+        prepare_synthetic(
+            dataset.root,
+            videos=12,
+            frames=30,
+            height=256,
+            width=512,
+            seed=0,
+            splits=["val"],
+            workers=2,
+        )
     split = request.split or next(
         (s for s in ("val", "validation") if s in dataset.facts.splits), dataset.facts.splits[0]
     )
