@@ -30,6 +30,7 @@ from vpsbench.cues.base import (
     Image,
     MissingWeightsError,
     VideoClip,
+    positive_int_option,
     register_cue,
 )
 from vpsbench.cues.checkpoints import (
@@ -134,16 +135,6 @@ def load_dino(
     return model.eval()
 
 
-def _positive_int(value: object, option: str) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise VpsbenchError(f"option {option}={value!r} must be a positive integer")
-    return number
-
-
 @register_cue
 class DinoProvider(FeatureProvider):
     """Dense last-layer DINO ViT features (tokens or keys) of a frame, one vector per patch."""
@@ -168,7 +159,7 @@ class DinoProvider(FeatureProvider):
             raise VpsbenchError(f"option facet={facet!r} must be tokens or keys")
         self.facet: Facet = "tokens" if facet == "tokens" else "keys"
         native = resolution is None or str(resolution).lower() in {"", "native", "none"}
-        self.resolution = None if native else _positive_int(resolution, "resolution")
+        self.resolution = None if native else positive_int_option(resolution, "resolution")
         self.device = resolve_device(str(device))
         self.model = load_dino(arch, weights, cache_dir).to(self.device)
         self.patch_size = self.model.patch_size
