@@ -1,0 +1,1 @@
+"""Method plugins shipped with vpsbench (reference implementations of published methods)."""

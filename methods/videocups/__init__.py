@@ -1,0 +1,1 @@
+"""VideoCUPS (paper Sec. 3): video panoptic pseudo-labels from motion, depth and SSL features."""

@@ -1,0 +1,256 @@
+"""The ``videocups`` method plugin: stage ``pseudo-label`` (paper Sec. 3.1).
+
+``vpsbench run-method videocups --dataset synthetic --stage pseudo-label`` writes, in the run
+directory, ``pseudo-label/labels/<seq>/<frame>.png`` (STEP PNGs in the submission format, so
+``vpsbench evaluate --pred <run>/pseudo-label/labels`` scores them), ``pseudo-label/summary.json``
+(tracks, track lengths, thing/stuff pseudo-classes) and the fitted centroids. Sequences are
+labelled by a process pool and resume where an interrupted run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from methods.videocups.pseudo_labels import (
+    CueSet,
+    PseudoLabelSettings,
+    clip_pseudo_labels,
+    finalize_clip,
+)
+from methods.videocups.semantics import fit_pseudo_classes
+from methods.videocups.temporal import accumulate_split_counts, thing_stuff_split
+from vpsbench.clustering import normalize_rows
+from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoClip, make_cue
+from vpsbench.datasets import open_dataset
+from vpsbench.datasets.base import Dataset
+from vpsbench.errors import VpsbenchError
+from vpsbench.formats.atomic import atomic_write_bytes, atomic_write_text
+from vpsbench.formats.npz import encode_npz, load_npz_arrays, read_npz, write_npz
+from vpsbench.formats.step import write_step_png
+from vpsbench.methods import Method, MethodConfig, RunContext
+from vpsbench.video import PanopticFrame, SequenceRef
+
+PSEUDO_LABEL_STAGE = "pseudo-label"
+
+
+@dataclass(frozen=True)
+class VideoCupsConfig(MethodConfig):
+    """VideoCUPS settings; the defaults are the paper's (Sec. 3.1 and 4)."""
+
+    flow: str = field(default="dis", metadata={"help": "flow provider (paper: SMURF → raft)"})
+    flow_weights: Path | None = field(default=None, metadata={"help": "RAFT/SMURF weights"})
+    depth: str = field(
+        default="auto",
+        metadata={"help": "depth & motion provider (auto: oracle on synthetic, else dynamo-depth)"},
+    )
+    depth_weights: Path | None = field(default=None, metadata={"help": "Dynamo-Depth weights"})
+    features: str = field(default="handcrafted", metadata={"help": "feature provider (or dino)"})
+    feature_weights: Path | None = field(default=None, metadata={"help": "DINO weights"})
+    low_stride: int = field(default=8, metadata={"help": "cell size of the coarse prediction"})
+    high_stride: int = field(default=2, metadata={"help": "cell size of the fine prediction"})
+    num_pseudo_classes: int = field(default=27, metadata={"help": "c_p"})
+    sample_frames: int = field(default=48, metadata={"help": "frames sampled to fit k-means"})
+    alpha: float = field(default=0.15, metadata={"help": "motion seed threshold α (Eq. 1)"})
+    radius: int = field(default=8, metadata={"help": "Chebyshev radius r (Eq. 1)"})
+    tau_depth: float = field(default=0.02, metadata={"help": "relative depth τ_d (Eq. 1)"})
+    tau_flow: float = field(default=0.04, metadata={"help": "relative flow τ_f (Eq. 1)"})
+    min_instance_area: int = field(default=20, metadata={"help": "smallest region kept"})
+    depth_guided: bool = field(default=True, metadata={"help": "Eq. 2 fusion (Table 3)"})
+    crf: bool = field(default=True, metadata={"help": "dense CRF"})
+    propagation: bool = field(default=True, metadata={"help": "propagation & tracking"})
+    tau_match: float = field(default=0.4, metadata={"help": "IoU threshold τ_m"})
+    smoothing: bool = field(default=True, metadata={"help": "temporal semantic smoothing"})
+    psi_thing: float = field(
+        default=0.08, metadata={"help": "thing/stuff threshold ψ_ts (CUPS config default)"}
+    )
+    workers: int = field(default=2, metadata={"help": "processes labelling sequences"})
+    seed: int = field(default=0, metadata={"help": "k-means seed"})
+
+    def settings(self) -> PseudoLabelSettings:
+        return PseudoLabelSettings(
+            alpha=self.alpha,
+            radius=self.radius,
+            tau_depth=self.tau_depth,
+            tau_flow=self.tau_flow,
+            min_instance_area=self.min_instance_area,
+            depth_guided=self.depth_guided,
+            crf=self.crf,
+            propagation=self.propagation,
+            tau_match=self.tau_match,
+            smoothing=self.smoothing,
+        )
+
+
+def build_cues(config: VideoCupsConfig, dataset: Dataset, device: str = "cpu") -> CueSet:
+    """The providers named by the config (weights and device passed where they apply)."""
+    depth_name = config.depth
+    if depth_name == "auto":
+        depth_name = "oracle" if dataset.name == "synthetic" else "dynamo-depth"
+    flow_options = {} if config.flow_weights is None else {"weights": config.flow_weights}
+    depth_options = {} if config.depth_weights is None else {"weights": config.depth_weights}
+    flow = make_cue("flow", config.flow, flow_options)
+    depth = make_cue("depth", depth_name, depth_options)
+
+    def features(stride: int) -> FeatureProvider:
+        if config.features == "handcrafted":
+            options: dict[str, object] = {"stride": stride}
+        else:
+            options = {"device": device}
+            if config.feature_weights is not None:
+                options["weights"] = config.feature_weights
+        provider = make_cue("features", config.features, options)
+        assert isinstance(provider, FeatureProvider)
+        return provider
+
+    assert isinstance(flow, FlowProvider) and isinstance(depth, DepthProvider)
+    return CueSet(flow, depth, features(config.low_stride), features(config.high_stride))
+
+
+def _label_sequence(
+    dataset_name: str,
+    root: str,
+    protocol: dict[str, str],
+    split: str,
+    sequence: SequenceRef,
+    config: VideoCupsConfig,
+    centroids: np.ndarray,
+    out: str,
+) -> str:
+    """Worker: pseudo-label one sequence and store its raw labels and split counts."""
+    dataset = open_dataset(dataset_name, root, protocol)
+    cues = build_cues(config, dataset)
+    clip = VideoClip(dataset, split, sequence)
+    frames = clip_pseudo_labels(clip, cues, centroids, config.settings())
+    folder = Path(out) / sequence.name
+    pixels = np.zeros(config.num_pseudo_classes)
+    inside = np.zeros(config.num_pseudo_classes)
+    for ref, frame in zip(sequence.frames, frames, strict=True):
+        write_npz(folder / f"{ref.name}.npz", frame)
+        counts = accumulate_split_counts(frame.semantic, frame.instance, config.num_pseudo_classes)
+        pixels += counts[0]
+        inside += counts[1]
+    atomic_write_text(
+        folder / "counts.json",
+        json.dumps({"class_pixels": pixels.tolist(), "in_instances": inside.tolist()}) + "\n",
+    )
+    return sequence.name
+
+
+class VideoCups(Method):
+    """VideoCUPS (this paper): video pseudo-labels; training comes with the next stages."""
+
+    name = "videocups"
+    description = "VideoCUPS: panoptic video pseudo-labels from monocular video (Sec. 3.1)"
+    stages = (PSEUDO_LABEL_STAGE,)
+    config_class = VideoCupsConfig
+    citation = "Scene-Centric Unsupervised Video Panoptic Segmentation (VideoCUPS)"
+    weights_info = "optional: RAFT/SMURF, Dynamo-Depth and DINO weights (see vpsbench.cues)"
+
+    @property
+    def settings(self) -> VideoCupsConfig:
+        assert isinstance(self.config, VideoCupsConfig)
+        return self.config
+
+    def run_stage(self, stage: str, context: RunContext) -> None:
+        if stage != PSEUDO_LABEL_STAGE:
+            raise VpsbenchError(f"videocups has no stage {stage!r} yet")
+        out = context.stage_dir(stage)
+        centroids = self._centroids(context, out / "centroids.npz")
+        pending = list(context.pending(stage))
+        raw = out / "raw"
+        arguments = [
+            (
+                context.dataset.name,
+                str(context.dataset.root),
+                dict(context.dataset.protocol),
+                context.split,
+                sequence,
+                self.settings,
+                centroids,
+                str(raw),
+            )
+            for sequence in pending
+        ]
+        if self.settings.workers > 1 and len(arguments) > 1:
+            with ProcessPoolExecutor(max_workers=self.settings.workers) as pool:
+                for name in pool.map(_label_sequence, *zip(*arguments, strict=True)):
+                    context.mark_done(stage, name)
+                    context.log(f"{stage}: {name} done")
+        else:
+            for item in arguments:
+                name = _label_sequence(*item)
+                context.mark_done(stage, name)
+                context.log(f"{stage}: {name} done")
+        self._finalize(context, raw, out)
+
+    def _centroids(self, context: RunContext, path: Path) -> np.ndarray:
+        """Fit (or reload) the k-means pseudo-classes on features of frames across the split."""
+        if path.is_file():
+            return np.asarray(load_npz_arrays(path)["centroids"], dtype=np.float64)
+        cues = build_cues(self.settings, context.dataset, context.device)
+        frames = [(s, t) for s in context.sequences for t in range(len(s.frames))]
+        step = max(1, len(frames) // self.settings.sample_frames)
+        rng = np.random.default_rng(self.settings.seed)
+        samples = []
+        for sequence, t in frames[::step][: self.settings.sample_frames]:
+            clip = VideoClip(context.dataset, context.split, sequence)
+            grid = cues.features_low.features(clip, t).features
+            vectors = grid.reshape(grid.shape[0], -1).T
+            samples.append(
+                vectors[rng.choice(vectors.shape[0], min(2000, vectors.shape[0]), replace=False)]
+            )
+        centroids = normalize_rows(
+            fit_pseudo_classes(
+                np.concatenate(samples), self.settings.num_pseudo_classes, seed=self.settings.seed
+            )
+        )
+        atomic_write_bytes(path, encode_npz({"centroids": centroids}))
+        return centroids
+
+    def _finalize(self, context: RunContext, raw: Path, out: Path) -> None:
+        """Thing/stuff split over all sequences, final labels as STEP PNGs, and a summary."""
+        pixels = np.zeros(self.settings.num_pseudo_classes)
+        inside = np.zeros(self.settings.num_pseudo_classes)
+        for sequence in context.sequences:
+            counts = json.loads((raw / sequence.name / "counts.json").read_text())
+            pixels += np.array(counts["class_pixels"])
+            inside += np.array(counts["in_instances"])
+        things = thing_stuff_split(pixels, inside, self.settings.psi_thing)
+        lengths: list[int] = []
+        for sequence in context.sequences:
+            frames = [read_npz(raw / sequence.name / f"{ref.name}.npz") for ref in sequence.frames]
+            final = finalize_clip(frames, things)
+            lengths += _track_lengths(final)
+            for ref, frame in zip(sequence.frames, final, strict=True):
+                write_step_png(out / "labels" / ref.sequence / f"{ref.name}.png", frame)
+        summary = {
+            "tracks": len(lengths),
+            "track_length": {
+                "mean": float(np.mean(lengths)) if lengths else 0.0,
+                "median": float(np.median(lengths)) if lengths else 0.0,
+                "max": int(max(lengths, default=0)),
+            },
+            "thing_pseudo_classes": np.flatnonzero(things).tolist(),
+            "stuff_pseudo_classes": np.flatnonzero(~things).tolist(),
+            "settings": json.loads(json.dumps(asdict(self.settings), default=str)),
+        }
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        context.log(
+            f"{PSEUDO_LABEL_STAGE}: {summary['tracks']} tracks, thing pseudo-classes "
+            f"{summary['thing_pseudo_classes']}; labels in {out / 'labels'}"
+        )
+
+
+def _track_lengths(frames: Sequence[PanopticFrame]) -> list[int]:
+    """Number of frames each track id appears in."""
+    appearances: dict[int, int] = {}
+    for frame in frames:
+        for ident in np.unique(frame.instance[frame.instance > 0]):
+            appearances[int(ident)] = appearances.get(int(ident), 0) + 1
+    return list(appearances.values())
