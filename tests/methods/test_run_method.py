@@ -130,3 +130,48 @@ def test_methods_list_and_info(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "cluster → segment → predict" in out and "clip_overlap" in out
     code, _, err = run_cli(["methods", "info", "nope"], capsys)
     assert code == 2 and "unknown method 'nope'" in err
+
+
+def test_videocups_pseudo_labels_are_written_resumed_and_scored(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "vc"
+    args = [
+        "run-method",
+        "videocups",
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(synthetic_root),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "num_pseudo_classes=8",
+        "--set",
+        "workers=1",
+    ]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    labels = run_dir / "pseudo-label" / "labels"
+    assert len(list(labels.rglob("*.png"))) == 12
+    summary = json.loads((run_dir / "pseudo-label" / "summary.json").read_text())
+    assert summary["tracks"] >= 0 and summary["settings"]["alpha"] == 0.15
+    (run_dir / "done" / "pseudo-label" / "_all.done").unlink()
+    code, _, err = run_cli(args, capsys)
+    assert code == 0 and "0000 already done" in err and "0001 already done" in err
+    code, out, err = run_cli(
+        [
+            "evaluate",
+            "--pred",
+            str(labels),
+            "--dataset",
+            "synthetic",
+            "--root",
+            str(synthetic_root),
+            "--quiet",
+            "--metrics",
+            "stq",
+        ],
+        capsys,
+    )
+    assert code == 0 and "STQ" in out, err
