@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     wanted = tuple(args.sequences.split(",")) if args.sequences else None
     dataset = open_dataset("synthetic", args.root)
-    rows = []
+    rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for cue_name, cue_settings in CUES.items():
             for row_name, switches in ROWS.items():
