@@ -23,12 +23,7 @@ from vpsbench.methods.runner import RunRequest, run_method
 from vpsbench.predictions import PredictionSource
 
 ROWS = {
-    "vanilla + region growing": [
-        "depth_guided=false",
-        "crf=false",
-        "propagation=false",
-        "smoothing=false",
-    ],
+    "vanilla + region growing": ["depth_guided=false", "propagation=false", "smoothing=false"],
     "+ depth-guided inference": ["propagation=false", "smoothing=false"],
     "+ propagation & tracking": ["smoothing=false"],
     "+ temporal smoothing (full)": [],
