@@ -27,7 +27,7 @@ import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -183,6 +183,97 @@ def build_from_checkpoint(
     model = PanopticCascadeRCNN(config)
     load_state_dict_checked(model, state, path=path, strict=True, ignored=tuple(ignored))
     return model
+
+
+class _Placeholder:
+    """Stand-in for a pickled object of a class the weights do not need (configs, loggers, …)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args = args
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor_v3"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch", "Size"),
+    ("torch", "device"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    """Unpickler that builds tensors and arrays and replaces every other class by a placeholder."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Real class for tensor/array plumbing, :class:`_Placeholder` for anything else."""
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module.startswith("numpy") and name.endswith("DType"):
+            return super().find_class(module, name)
+        return _Placeholder
+
+
+class _WeightsPickleModule:
+    """The ``pickle_module`` given to ``torch.load`` for checkpoints with non-tensor objects."""
+
+    Unpickler: ClassVar[type[pickle.Unpickler]] = _WeightsUnpickler
+
+    @staticmethod
+    def load(file: IO[bytes], **kwargs: Any) -> Any:
+        """Unpickle with :class:`_WeightsUnpickler`."""
+        return _WeightsUnpickler(file, **kwargs).load()
+
+
+def read_checkpoint_safely(path: Path) -> Any:
+    """Unpickle a checkpoint without running its code: detectron2 ``.pkl`` or a torch file.
+
+    Only tensors, numpy arrays and plain containers are built; any other pickled object (the
+    hydra config a Lightning ``.ckpt`` keeps in ``hyper_parameters``, …) becomes an inert
+    placeholder, so no ``trust_pickle`` is needed and the config's package need not exist.
+    """
+    try:
+        if path.suffix == ".pkl":
+            with path.open("rb") as handle:
+                return _WeightsUnpickler(handle, encoding="latin1").load()
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            return torch.load(
+                path, map_location="cpu", weights_only=False, pickle_module=_WeightsPickleModule
+            )
+    except (pickle.UnpicklingError, OSError, EOFError, RuntimeError, ValueError) as error:
+        raise InputError(path, f"cannot read checkpoint ({error})") from None
+
+
+def tensor_state_dict(
+    state: Mapping[Any, object], path: Path, ignore: Callable[[str], bool]
+) -> dict[str, Tensor]:
+    """String keys to tensors (numpy arrays converted), skipping ``ignore``d keys."""
+    tensors: dict[str, Tensor] = {}
+    for key, value in state.items():
+        name = str(key)
+        if ignore(name):
+            continue
+        if isinstance(value, Tensor):
+            tensors[name] = value
+        elif isinstance(value, np.ndarray | np.generic):
+            tensors[name] = torch.from_numpy(np.array(value))
+        else:
+            raise CheckpointMismatchError(path, f"{name} is a {type(value).__name__}, not a tensor")
+    return tensors
 
 
 def _read_file(path: Path, trust_pickle: bool) -> object:

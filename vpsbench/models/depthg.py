@@ -34,8 +34,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from vpsbench.cues.base import FeatureMap, MissingWeightsError
-from vpsbench.models.checkpoints import CheckpointMismatchError, load_state_dict_checked
-from vpsbench.models.video_mask2former import read_checkpoint_safely, tensor_state_dict
+from vpsbench.models.checkpoints import (
+    CheckpointMismatchError,
+    load_state_dict_checked,
+    read_checkpoint_safely,
+    tensor_state_dict,
+)
 
 LabelMap = npt.NDArray[np.int32]
 Probe = Literal["cluster", "linear"]
