@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vpsbench.config import resolve_dataset_root
-from vpsbench.datasets import Dataset, dataset_class, dataset_names, open_dataset
+from vpsbench.datasets import dataset_class, dataset_names, open_dataset
 from vpsbench.errors import VpsbenchError
 from vpsbench.evaluation import (
     ALL_METRICS,
@@ -88,14 +88,6 @@ def _csv(text: str | None) -> list[str] | None:
     return [item.strip() for item in text.split(",") if item.strip()] if text else None
 
 
-def _default_split(dataset: Dataset) -> str:
-    splits = dataset.facts.splits
-    for preferred in ("val", "validation"):
-        if preferred in splits:
-            return preferred
-    return splits[0]
-
-
 def _open_job(
     dataset_name: str,
     root: Path | None,
@@ -107,7 +99,7 @@ def _open_job(
     num_classes: int | None,
 ) -> EvaluationJob:
     dataset = open_dataset(dataset_name, root, _parse_protocol(protocol))
-    chosen_split = split or _default_split(dataset)
+    chosen_split = split or dataset.default_split()
     if chosen_split not in dataset.facts.splits:
         splits = ", ".join(dataset.facts.splits)
         raise VpsbenchError(f"{dataset_name} has no split {chosen_split!r}; splits: {splits}")
@@ -332,7 +324,7 @@ def datasets_verify(
 ) -> None:
     """Check a dataset on disk and report every problem found."""
     dataset = open_dataset(name, root, _parse_protocol(protocol))
-    chosen = split or _default_split(dataset)
+    chosen = split or dataset.default_split()
     problems = dataset.verify(chosen)
     for problem in problems:
         _error_line(str(problem))

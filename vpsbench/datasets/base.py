@@ -146,6 +146,11 @@ class Dataset(abc.ABC):
             resolved[key] = value
         return resolved
 
+    def default_split(self) -> str:
+        """The split evaluated when none is named: ``val`` or ``validation``, else the first."""
+        splits = self.facts.splits
+        return next((s for s in ("val", "validation") if s in splits), splits[0])
+
     # -- what the evaluator needs -------------------------------------------------------------
     @abc.abstractmethod
     def label_space(self) -> LabelSpace:

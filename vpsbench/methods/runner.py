@@ -126,9 +126,7 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
             splits=["val"],
             workers=2,
         )
-    split = request.split or next(
-        (s for s in ("val", "validation") if s in dataset.facts.splits), dataset.facts.splits[0]
-    )
+    split = request.split or dataset.default_split()
     sequences = select_sequences(dataset.sequences(split), request.sequences, dataset.name)
     run_dir = request.run_dir or Path("runs") / f"{request.method}-{request.dataset}-{split}"
     stages = request.stages or cls.stages
