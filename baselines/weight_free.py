@@ -96,8 +96,17 @@ class WeightFreePanoptic:
 
     def semantic(self, clip: VideoClip, t: int, centroids: npt.NDArray[np.float64]) -> np.ndarray:
         """Per-pixel pseudo-class of frame ``t`` (nearest centroid, upsampled to the frame)."""
-        vectors, (grid_rows, grid_cols), stride = self._pixel_features(clip, t)
-        height, width = clip.image(t).shape[:2]
+        return self._label_pixels(self._pixel_features(clip, t), clip.image(t).shape[:2], centroids)
+
+    @staticmethod
+    def _label_pixels(
+        features: tuple[npt.NDArray[np.float32], tuple[int, int], int],
+        shape: tuple[int, ...],
+        centroids: npt.NDArray[np.float64],
+    ) -> np.ndarray:
+        """Nearest-centroid class of every cell, repeated over the cell's pixels."""
+        vectors, (grid_rows, grid_cols), stride = features
+        height, width = shape[0], shape[1]
         grid = assign_cosine(vectors, centroids).reshape(grid_rows, grid_cols)
         rows = np.minimum(np.arange(height) // stride, grid_rows - 1)
         cols = np.minimum(np.arange(width) // stride, grid_cols - 1)
@@ -129,8 +138,8 @@ class WeightFreePanoptic:
         chosen = frames[::step][: self.settings.sample_frames]
         rng = np.random.default_rng(self.settings.seed)
         samples = []
-        for clip, t in chosen:
-            vectors, _, _ = self._pixel_features(clip, t)
+        features = [self._pixel_features(clip, t) for clip, t in chosen]
+        for vectors, _, _ in features:
             take = rng.choice(
                 vectors.shape[0],
                 min(self.settings.samples_per_frame, vectors.shape[0]),
@@ -142,8 +151,8 @@ class WeightFreePanoptic:
         )
         in_objects = np.zeros(self.settings.num_pseudo_classes)
         totals = np.zeros(self.settings.num_pseudo_classes)
-        for clip, t in chosen:
-            semantic = self.semantic(clip, t, centroids)
+        for (clip, t), cells in zip(chosen, features, strict=True):
+            semantic = self._label_pixels(cells, clip.image(t).shape, centroids)
             depth = self.depth.depth_motion(clip, t).depth if self.depth else None
             totals += np.bincount(semantic.ravel(), minlength=totals.size)
             for cls in np.unique(semantic):
