@@ -1,10 +1,15 @@
-"""The ``videocups`` method plugin: stage ``pseudo-label`` (paper Sec. 3.1).
+"""The ``videocups`` method plugin: stages ``pseudo-label`` (Sec. 3.1), ``train`` and ``predict``.
 
-``vpsbench run-method videocups --dataset synthetic --stage pseudo-label`` writes, in the run
-directory, ``pseudo-label/labels/<seq>/<frame>.png`` (STEP PNGs in the submission format, so
+``pseudo-label`` labels the training split (``train_split``) and writes, in the run directory,
+``pseudo-label/labels/<seq>/<frame>.png`` (STEP PNGs in the submission format, so
 ``vpsbench evaluate --pred <run>/pseudo-label/labels`` scores them), ``pseudo-label/summary.json``
 (tracks, track lengths, thing/stuff pseudo-classes) and the fitted centroids. Sequences are
 labelled by a process pool and resume where an interrupted run stopped.
+
+``train`` (Sec. 3.2) trains a Panoptic Cascade MaskTrack R-CNN on them with Video DropLoss and
+self-enhanced video copy-paste (``methods/videocups/model``; config ``train_config``) into
+``train/`` (logs, checkpoints with exact resume, ``model_final.pt``). ``predict`` runs it over the
+evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ from vpsbench.formats.atomic import atomic_write_bytes, atomic_write_text
 from vpsbench.formats.npz import encode_npz, load_npz_arrays, read_npz, write_npz
 from vpsbench.formats.step import write_step_png
 from vpsbench.methods import Method, MethodConfig, RunContext
+from vpsbench.methods.base import PREDICT_STAGE
 from vpsbench.video import PanopticFrame, SequenceRef
 
 PSEUDO_LABEL_STAGE = "pseudo-label"
+TRAIN_STAGE = "train"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,21 @@ class VideoCupsConfig(MethodConfig):
     )
     workers: int = field(default=2, metadata={"help": "processes labelling sequences"})
     seed: int = field(default=0, metadata={"help": "k-means seed"})
+    train_split: str = field(
+        default="train", metadata={"help": "split pseudo-labelled and trained on (paper: train)"}
+    )
+    train_config: str = field(
+        default="auto",
+        metadata={
+            "help": "training config: small, paper or a YAML path (auto: small on synthetic)"
+        },
+    )
+    train_set: tuple[str, ...] = field(
+        default=(), metadata={"help": "training config overrides SECTION.KEY=VALUE,…"}
+    )
+    backbone_weights: Path | None = field(
+        default=None, metadata={"help": "DINO ResNet-50 checkpoint (paper config)"}
+    )
 
     def settings(self) -> PseudoLabelSettings:
         return PseudoLabelSettings(
@@ -143,11 +165,11 @@ def _label_sequence(
 
 
 class VideoCups(Method):
-    """VideoCUPS (this paper): video pseudo-labels; training comes with the next stages."""
+    """VideoCUPS (this paper): video pseudo-labels, then a VPS model trained on them."""
 
     name = "videocups"
-    description = "VideoCUPS: panoptic video pseudo-labels from monocular video (Sec. 3.1)"
-    stages = (PSEUDO_LABEL_STAGE,)
+    description = "VideoCUPS: video pseudo-labels (Sec. 3.1), then MaskTrack training (Sec. 3.2)"
+    stages = (PSEUDO_LABEL_STAGE, TRAIN_STAGE, PREDICT_STAGE)
     config_class = VideoCupsConfig
     citation = "Scene-Centric Unsupervised Video Panoptic Segmentation (VideoCUPS)"
     weights_info = "optional: RAFT/SMURF, Dynamo-Depth and DINO weights (see vpsbench.cues)"
@@ -158,8 +180,54 @@ class VideoCups(Method):
         return self.config
 
     def run_stage(self, stage: str, context: RunContext) -> None:
+        if stage == TRAIN_STAGE:
+            from methods.videocups.stage2 import train_stage
+
+            train_stage(self.settings, context, self.training_context(context))
+            return
+        if stage == PREDICT_STAGE:
+            from methods.videocups.stage2 import predict_stage
+
+            predict_stage(self.settings, context)
+            return
         if stage != PSEUDO_LABEL_STAGE:
-            raise VpsbenchError(f"videocups has no stage {stage!r} yet")
+            raise VpsbenchError(f"videocups has no stage {stage!r}")
+        self._pseudo_label(self.training_context(context))
+
+    def training_context(self, context: RunContext) -> RunContext:
+        """The run context of the training split (the evaluated split's when they are equal)."""
+        split = self.settings.train_split
+        if split == context.split:
+            return context
+        dataset = context.dataset
+        if dataset.name == "synthetic" and not (dataset.root / "images" / split).is_dir():
+            from vpsbench.datasets.synthetic import Synthetic, prepare_synthetic
+
+            assert isinstance(dataset, Synthetic)
+            videos, frames, (height, width) = dataset.generated_size()
+            seed = int(str(dataset.config().get("seed", 0)))
+            context.log(f"synthetic has no {split} split yet: generating it in {dataset.root}")
+            prepare_synthetic(
+                dataset.root,
+                videos=videos,
+                frames=frames,
+                height=height,
+                width=width,
+                seed=seed,
+                splits=[split],
+                workers=self.settings.workers,
+            )
+        try:
+            sequences = dataset.sequences(split)
+        except (OSError, VpsbenchError) as error:
+            raise VpsbenchError(
+                f"{dataset.name} has no readable {split!r} split to train on ({error}); "
+                "set train_split"
+            ) from None
+        return RunContext(dataset, split, context.run_dir, context.device, sequences, context.log)
+
+    def _pseudo_label(self, context: RunContext) -> None:
+        stage = PSEUDO_LABEL_STAGE
         out = context.stage_dir(stage)
         centroids = self._centroids(context, out / "centroids.npz")
         pending = list(context.pending(stage))

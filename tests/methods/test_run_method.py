@@ -149,6 +149,10 @@ def test_videocups_pseudo_labels_are_written_resumed_and_scored(
         "num_pseudo_classes=8",
         "--set",
         "workers=1",
+        "--set",
+        "train_split=val",
+        "--stage",
+        "pseudo-label",
     ]
     code, _, err = run_cli(args, capsys)
     assert code == 0, err

@@ -32,6 +32,7 @@ from vpsbench.formats.step import write_step_png
 from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
 
 PREDICT_STAGE = "predict"
+ConfigT = typing.TypeVar("ConfigT")
 STEP_MAX_CLASS = 254  # STEP PNGs keep 255 for void; more pseudo-classes go to NPZ
 
 
@@ -86,11 +87,11 @@ def _convert(value: object, annotation: Any, key: str) -> object:
 
 
 def build_config(
-    config_class: type[MethodConfig],
+    config_class: type[ConfigT],
     file_values: Mapping[str, object] | None = None,
     overrides: Sequence[str] = (),
-) -> MethodConfig:
-    """The config from defaults, then a YAML file's values, then ``key=value`` overrides."""
+) -> ConfigT:
+    """A config dataclass from defaults, then a YAML file's values, then ``key=value`` overrides."""
     hints = typing.get_type_hints(config_class)
     values: dict[str, object] = {}
     for key, value in (file_values or {}).items():

@@ -5,10 +5,12 @@ Parameter names follow detectron2's state dicts so that its checkpoints load as 
 and ``.shortcut`` (each convolution carries its normalisation as a ``.norm`` child),
 ``backbone.fpn_lateral{2..5}`` and ``backbone.fpn_output{2..5}``.
 
-Normalisation layers are inference-only: batch norm (``"FrozenBN"``, ``"BN"``, ``"SyncBN"``) is an
-affine map from stored statistics (:class:`FrozenBatchNorm2d`, the same arithmetic as
-``BatchNorm2d`` in eval mode), ``"GN"`` is ``GroupNorm(32, C)`` and ``""`` means no norm (the
-convolution then has a bias).
+Checkpoint batch norms are inference-only: ``"FrozenBN"``, ``"BN"`` and ``"SyncBN"`` are an affine
+map from stored statistics (:class:`FrozenBatchNorm2d`, the same arithmetic as ``BatchNorm2d`` in
+eval mode). ``"TrainBN"`` is a trainable ``nn.BatchNorm2d`` (same state-dict keys plus
+``num_batches_tracked``) for training. ``"GN"`` is ``GroupNorm(32, C)``, or
+``GroupNorm(gcd(32, C), C)`` when ``C`` is not a multiple of 32 (narrow test networks), and ``""``
+means no norm (the convolution then has a bias).
 
 Striding: detectron2's default (``RESNETS.STRIDE_IN_1X1 = True``, the original MSRA ResNet)
 puts the stride-2 of a stage's first block on the 1×1 ``conv1``; torchvision-style weights such
@@ -18,13 +20,14 @@ as the DINO ResNet-50 used by U2Seg and CUPS put it on the 3×3 ``conv2``
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-NormName = Literal["", "FrozenBN", "BN", "SyncBN", "GN"]
+NormName = Literal["", "FrozenBN", "BN", "SyncBN", "GN", "TrainBN"]
 RESNET50_BLOCKS = (3, 4, 6, 3)
 GROUP_NORM_GROUPS = 32
 
@@ -58,16 +61,21 @@ class FrozenBatchNorm2d(nn.Module):
 
 
 def make_norm(norm: NormName, channels: int) -> nn.Module | None:
-    """The inference-time normalisation module for ``norm``, or None for no norm."""
+    """The normalisation module for ``norm``, or None for no norm (see the module docstring)."""
     if norm == "":
         return None
     if norm in ("FrozenBN", "BN", "SyncBN"):
         return FrozenBatchNorm2d(channels)
+    if norm == "TrainBN":
+        return nn.BatchNorm2d(channels)
     if norm == "GN":
-        if channels % GROUP_NORM_GROUPS:
-            raise ValueError(f"GroupNorm needs channels divisible by 32, got {channels}")
-        return nn.GroupNorm(GROUP_NORM_GROUPS, channels)
+        return nn.GroupNorm(group_norm_groups(channels), channels)
     raise ValueError(f"unknown norm {norm!r}")
+
+
+def group_norm_groups(channels: int) -> int:
+    """GroupNorm groups: 32 for multiples of 32 (detectron2), else ``gcd(32, channels)``."""
+    return math.gcd(GROUP_NORM_GROUPS, channels)
 
 
 class NormConv2d(nn.Conv2d):

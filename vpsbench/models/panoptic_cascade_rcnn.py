@@ -289,19 +289,40 @@ class RPN(nn.Module):
             )
         ]
 
-    def forward(self, features: list[Tensor], image_size: tuple[int, int]) -> list[Tensor]:
-        """Proposals (R, 4) of each image, by decreasing objectness."""
+    def forward(
+        self,
+        features: list[Tensor],
+        image_size: tuple[int, int],
+        pre_nms_topk: int | None = None,
+        post_nms_topk: int | None = None,
+    ) -> list[Tensor]:
+        """Proposals (R, 4) of each image, by decreasing objectness (top-k: test values)."""
         logits, deltas = self.rpn_head(features)
-        anchors = self.anchors(features)
+        return self.select_proposals(
+            logits, deltas, self.anchors(features), image_size, pre_nms_topk, post_nms_topk
+        )
+
+    def select_proposals(
+        self,
+        logits: list[Tensor],
+        deltas: list[Tensor],
+        anchors: list[Tensor],
+        image_size: tuple[int, int],
+        pre_nms_topk: int | None = None,
+        post_nms_topk: int | None = None,
+    ) -> list[Tensor]:
+        """Decode, clip, per-level NMS and top-k of the RPN outputs (None: the test top-k)."""
+        pre_topk = self.config.rpn_pre_nms_topk_test if pre_nms_topk is None else pre_nms_topk
+        post_topk = self.config.rpn_post_nms_topk_test if post_nms_topk is None else post_nms_topk
         height, width = image_size
         proposals = []
-        for image in range(features[0].shape[0]):
+        for image in range(logits[0].shape[0]):
             boxes_per_level, scores_per_level, level_ids = [], [], []
             for level, (level_logits, level_deltas, level_anchors) in enumerate(
                 zip(logits, deltas, anchors, strict=True)
             ):
                 scores = level_logits[image]
-                keep = min(self.config.rpn_pre_nms_topk_test, scores.shape[0])
+                keep = min(pre_topk, scores.shape[0])
                 top = torch.argsort(scores, descending=True, stable=True)[:keep]
                 boxes_per_level.append(
                     self.box_coder.decode(level_deltas[image, top], level_anchors[top])
@@ -317,7 +338,7 @@ class RPN(nn.Module):
             keep_mask = nonempty_boxes(boxes, self.config.rpn_min_box_size)
             boxes, scores, levels = boxes[keep_mask], scores[keep_mask], levels[keep_mask]
             kept = batched_nms(boxes, scores, levels, self.config.rpn_nms_thresh)
-            proposals.append(boxes[kept[: self.config.rpn_post_nms_topk_test]])
+            proposals.append(boxes[kept[:post_topk]])
         return proposals
 
 
@@ -553,17 +574,7 @@ class PanopticCascadeRCNN(nn.Module):
 
     def preprocess(self, images: Tensor) -> Tensor:
         """RGB 0..255 (B, 3, H, W) → normalised network input, zero-padded to a multiple of 32."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        x = images.to(self.pixel_mean.device, torch.float32)
-        if self.config.input_format == "BGR":
-            x = x.flip(1)
-        x = (x * self.config.pixel_scale - self.pixel_mean) / self.pixel_std
-        divisor = ResNetFPN.size_divisibility
-        height, width = x.shape[-2:]
-        pad_h = (divisor - height % divisor) % divisor
-        pad_w = (divisor - width % divisor) % divisor
-        return F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
+        return preprocess_images(images, self.config, self.pixel_mean, self.pixel_std)
 
     @torch.no_grad()
     def forward(
@@ -624,6 +635,23 @@ class PanopticCascadeRCNN(nn.Module):
         return combine_panoptic(output, self.config)
 
 
+def preprocess_images(
+    images: Tensor, config: PanopticCascadeConfig, pixel_mean: Tensor, pixel_std: Tensor
+) -> Tensor:
+    """RGB 0..255 (B, 3, H, W) → normalised network input, zero-padded to a multiple of 32."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    x = images.to(pixel_mean.device, torch.float32)
+    if config.input_format == "BGR":
+        x = x.flip(1)
+    x = (x * config.pixel_scale - pixel_mean) / pixel_std
+    divisor = ResNetFPN.size_divisibility
+    height, width = x.shape[-2:]
+    pad_h = (divisor - height % divisor) % divisor
+    pad_w = (divisor - width % divisor) % divisor
+    return F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
+
+
 def resize_shortest_edge(images: Tensor, min_size: int, max_size: int) -> Tensor:
     """Resize so the short side is ``min_size``, the long one at most ``max_size`` (0: keep)."""
     # Same target size as detectron2's ResizeShortestEdge; resampled with antialiased bilinear
@@ -642,8 +670,16 @@ def resize_shortest_edge(images: Tensor, min_size: int, max_size: int) -> Tensor
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def combine_panoptic(output: PanopticOutput, config: PanopticCascadeConfig) -> PanopticFrame:
-    """Fuse instances and semantics into a frame (Kirillov et al., 2019; detectron2's rule)."""
+def combine_panoptic(
+    output: PanopticOutput,
+    config: PanopticCascadeConfig,
+    instance_ids: Sequence[int] | None = None,
+) -> PanopticFrame:
+    """Fuse instances and semantics into a frame (Kirillov et al., 2019; detectron2's rule).
+
+    Instance ids are 1..N in fusion order, or ``instance_ids[i]`` for detection ``i`` when given
+    (e.g. track ids carried across a video).
+    """
     labels = output.semantic_logits.argmax(dim=0).cpu()
     semantic = torch.full(labels.shape, VOID_CLASS, dtype=torch.int64)
     instance = torch.zeros(labels.shape, dtype=torch.int64)
@@ -661,7 +697,7 @@ def combine_panoptic(output: PanopticOutput, config: PanopticCascadeConfig) -> P
             continue
         mask = mask & ~taken
         next_id += 1
-        instance.masked_fill_(mask, next_id)
+        instance.masked_fill_(mask, next_id if instance_ids is None else instance_ids[index])
         semantic.masked_fill_(mask, config.num_stuff_classes + int(output.classes[index]))
         taken |= mask
     # Each stuff class takes its free pixels if there are enough of them; channel 0 ("thing")

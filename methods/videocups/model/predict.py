@@ -1,0 +1,78 @@
+"""Streaming video inference: detect, associate tracks (MaskTrack), fuse panoptic frames.
+
+Frames are read, predicted and yielded one at a time, so memory does not grow with the video.
+Each frame is resized to the network's input size; detections above the score threshold are
+associated with the tracks of earlier frames by :class:`~methods.videocups.model.tracking.
+TrackMemory`; masks and semantic logits are brought back to the frame's size and fused with
+Panoptic FPN's rule (:func:`~vpsbench.models.panoptic_cascade_rcnn.combine_panoptic`), each
+instance carrying its track id. Ids are mapped back to pseudo-classes (:class:`ClassSpace`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from methods.videocups.model.data import ClassSpace, resize_image
+from methods.videocups.model.network import FrameDetections, PanopticCascadeMaskTrack
+from methods.videocups.model.tracking import TrackerConfig, TrackMemory
+from vpsbench.models.panoptic_cascade_rcnn import PanopticOutput, combine_panoptic
+from vpsbench.video import PanopticFrame
+
+
+def to_frame_size(detections: FrameDetections, size: tuple[int, int]) -> PanopticOutput:
+    """Detections at the network's input size → raw panoptic outputs at the frame's size."""
+    height, width = detections.semantic_logits.shape[-2:]
+    scale_x, scale_y = size[1] / width, size[0] / height
+    boxes = detections.boxes * detections.boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+    masks = detections.masks
+    logits = detections.semantic_logits
+    if (height, width) != size:
+        if masks.shape[0]:
+            masks = F.interpolate(masks[None].float(), size=size, mode="nearest")[0] > 0.5
+        else:
+            masks = masks.new_zeros((0, *size))
+        logits = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
+    return PanopticOutput(
+        boxes=boxes,
+        scores=detections.scores,
+        classes=detections.classes,
+        masks=masks,
+        semantic_logits=logits,
+    )
+
+
+@torch.no_grad()
+def predict_video(
+    model: PanopticCascadeMaskTrack,
+    frames: Iterable[torch.Tensor],
+    space: ClassSpace,
+    tracker: TrackerConfig,
+    input_size: tuple[int, int] | None = None,
+) -> Iterator[PanopticFrame]:
+    """Panoptic pseudo-class frames with track ids of one video, from RGB frames (3, H, W)."""
+    model.eval()
+    device = next(model.parameters()).device
+    memory = TrackMemory(tracker)
+    threshold = model.config.combine_instances_score_thresh
+    for image in frames:
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        network_input = resize_image(image.float(), input_size or size)
+        detections = model.detect(network_input[None].to(device))[0]
+        confident = detections.scores >= threshold
+        detections = FrameDetections(
+            boxes=detections.boxes[confident],
+            scores=detections.scores[confident],
+            classes=detections.classes[confident],
+            masks=detections.masks[confident],
+            embeddings=detections.embeddings[confident],
+            semantic_logits=detections.semantic_logits,
+        )
+        track_ids = memory.associate(
+            detections.boxes, detections.scores, detections.classes, detections.embeddings
+        )
+        output = to_frame_size(detections, size)
+        frame = combine_panoptic(output, model.config, instance_ids=track_ids.tolist())
+        yield space.panoptic_to_pseudo(frame)

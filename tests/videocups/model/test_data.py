@@ -1,0 +1,159 @@
+"""Training clips from pseudo-labels: class spaces, targets, deterministic clip order, flips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from methods.videocups.model.data import ClassSpace, PseudoLabelClips, flip_targets, frame_targets
+from methods.videocups.model.targets import IGNORE
+from vpsbench.datasets import open_dataset
+from vpsbench.datasets.synthetic import prepare_synthetic
+from vpsbench.errors import InputError, VpsbenchError
+from vpsbench.formats.step import write_step_png
+from vpsbench.video import PanopticFrame
+
+SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))
+
+
+def test_class_space_tables_and_the_way_back() -> None:
+    semantic = SPACE.semantic_table()
+    assert [semantic[c] for c in (0, 1, 2, 3, 4, 5, 255)] == [1, 2, 0, 3, IGNORE, 0, IGNORE]
+    things = SPACE.thing_table()
+    assert [things[c] for c in (0, 2, 5, 4)] == [-1, 1, 0, -1]
+    # Network ids: stuff s -> s, thing t -> S + t (S = 3), void -1.
+    frame = PanopticFrame.from_arrays([[0, 2, 3, 4, -1]], [[0, 0, 7, 9, 0]])
+    back = SPACE.panoptic_to_pseudo(frame)
+    assert back.semantic.tolist() == [[0, 3, 5, 2, -1]]
+    assert back.instance.tolist() == [[0, 0, 7, 9, 0]]
+
+
+def test_class_space_needs_a_thing_and_disjoint_sets(tmp_path: Path) -> None:
+    with pytest.raises(VpsbenchError, match="no thing"):
+        ClassSpace(things=(), stuff=(0,))
+    with pytest.raises(VpsbenchError, match="both thing and stuff"):
+        ClassSpace(things=(1,), stuff=(1,))
+    with pytest.raises(InputError, match="run the pseudo-label stage"):
+        ClassSpace.from_summary(tmp_path / "summary.json")
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"thing_pseudo_classes": [5, 2], "stuff_pseudo_classes": [0, 1, 3]})
+    )
+    assert ClassSpace.from_summary(tmp_path / "summary.json") == SPACE
+
+
+def test_frame_targets_of_a_hand_made_label() -> None:
+    semantic = np.zeros((4, 6), dtype=np.int32)  # stuff 0 → semantic target 1
+    instance = np.zeros((4, 6), dtype=np.int32)
+    semantic[0:2, 0:2], instance[0:2, 0:2] = 5, 3  # thing 0, id 3, 4 px
+    semantic[2:4, 3:6], instance[2:4, 3:6] = 2, 8  # thing 1, id 8, 6 px
+    semantic[3, 0] = 2  # thing pixel without an id (crowd): no instance, thing channel
+    semantic[0, 5] = 4  # not in the space: void
+    semantic[1, 5], instance[1, 5] = 5, 11  # a 1-pixel instance, below min_area
+    targets = frame_targets(PanopticFrame(semantic, instance), SPACE, (4, 6), min_area=2)
+    assert targets.track_ids.tolist() == [3, 8]
+    assert targets.classes.tolist() == [0, 1]
+    assert targets.boxes.tolist() == [[0, 0, 2, 2], [3, 2, 6, 4]]
+    assert targets.masks.sum(dim=(1, 2)).tolist() == [4, 6]
+    expected = torch.ones((4, 6), dtype=torch.int64)
+    expected[0:2, 0:2] = 0
+    expected[2:4, 3:6] = 0
+    expected[3, 0] = 0
+    expected[1, 5] = 0
+    expected[0, 5] = IGNORE
+    assert torch.equal(targets.semantic, expected)
+    flipped = flip_targets(targets)
+    assert flipped.boxes.tolist() == [[4, 0, 6, 2], [0, 2, 3, 4]]
+    assert torch.equal(flipped.semantic, expected.flip(-1))
+
+
+def test_frame_targets_resize_with_nearest_neighbours() -> None:
+    semantic = np.zeros((4, 8), dtype=np.int32)
+    instance = np.zeros((4, 8), dtype=np.int32)
+    semantic[:, 4:], instance[:, 4:] = 5, 1
+    targets = frame_targets(PanopticFrame(semantic, instance), SPACE, (2, 4), min_area=1)
+    assert targets.boxes.tolist() == [[2, 0, 4, 2]]
+    assert targets.semantic.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("synthetic")
+    prepare_synthetic(
+        root, videos=2, frames=3, height=32, width=64, seed=3, splits=["train"], workers=1
+    )
+    labels = tmp_path_factory.mktemp("labels")
+    dataset = open_dataset("synthetic", root)
+    for sequence in dataset.sequences("train"):
+        for frame in sequence.frames:
+            semantic = np.zeros((32, 64), dtype=np.int32)
+            instance = np.zeros((32, 64), dtype=np.int32)
+            column = 4 + 10 * frame.index
+            semantic[8:16, column : column + 6] = 5
+            instance[8:16, column : column + 6] = 1
+            write_step_png(
+                labels / sequence.name / f"{frame.name}.png", PanopticFrame(semantic, instance)
+            )
+    return root, labels
+
+
+def make_clips(root: Path, labels: Path, size: tuple[int, int] | None) -> PseudoLabelClips:
+    dataset = open_dataset("synthetic", root)
+    return PseudoLabelClips(
+        dataset,
+        "train",
+        dataset.sequences("train"),
+        labels,
+        SPACE,
+        clip_length=2,
+        input_size=size,
+        min_instance_area=1,
+    )
+
+
+def test_clips_hold_consecutive_frames_and_their_tracks(labelled: tuple[Path, Path]) -> None:
+    clips = make_clips(*labelled, size=None)
+    assert len(clips) == 4  # two videos of three frames, clips of two
+    clip = clips.clip(1, flip=False)  # video 0, frames 1 and 2
+    assert clip.images.shape == (2, 3, 32, 64)
+    assert [t.boxes.tolist() for t in clip.targets] == [[[14, 8, 20, 16]], [[24, 8, 30, 16]]]
+    assert [t.track_ids.tolist() for t in clip.targets] == [[1], [1]]
+    flipped = clips.clip(1, flip=True)
+    assert torch.equal(flipped.images, clip.images.flip(-1))
+    assert flipped.targets[0].boxes.tolist() == [[44, 8, 50, 16]]
+    small = make_clips(*labelled, size=(16, 32)).clip(1, flip=False)
+    assert small.images.shape == (2, 3, 16, 32)
+    assert small.targets[0].boxes.tolist() == [[7, 4, 10, 8]]
+
+
+def test_clip_order_is_a_permutation_per_epoch_shared_out_over_ranks(
+    labelled: tuple[Path, Path],
+) -> None:
+    clips = make_clips(*labelled, size=None)
+    one_rank = [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, seed=7)]
+    assert sorted(one_rank[:4]) == [0, 1, 2, 3] and sorted(one_rank[4:]) == [0, 1, 2, 3]
+    assert one_rank == [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, 7)]
+    two_ranks = [
+        i for step in range(2) for rank in range(2) for i in clips.clip_indices(step, rank, 2, 2, 7)
+    ]
+    assert two_ranks == one_rank
+    assert one_rank != [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, seed=8)]
+
+
+def test_a_mismatched_pseudo_label_names_the_file(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, labels = labelled
+    broken = tmp_path / "labels"
+    for path in labels.rglob("*.png"):
+        target = broken / path.relative_to(labels)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    victim = sorted(broken.rglob("*.png"))[0]
+    write_step_png(victim, PanopticFrame.from_arrays(np.zeros((4, 4)), np.zeros((4, 4))))
+    clips = make_clips(root, broken, size=None)
+    with pytest.raises(InputError, match=victim.name):
+        clips.clip(0, flip=False)
