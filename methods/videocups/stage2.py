@@ -77,7 +77,7 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
         input_size=size if size[0] else None,
         min_instance_area=config.data.min_instance_area,
     )
-    _, world_size, _ = distributed_env()
+    rank, world_size, _ = distributed_env()
     loop = config.loop(len(clips), world_size)
     device = _device(context.device)
     model = build_model(config, space).to(device)
@@ -103,6 +103,9 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
         config_fingerprint={"training": config.as_dict(), "things": list(space.things)},
     )
     summary = trainer.fit()
+    trainer.close()
+    if rank != 0:
+        return
     record: dict[str, Any] = {
         "steps": summary.final_step,
         "seconds": round(summary.seconds, 3),

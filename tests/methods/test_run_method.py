@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.cli_runner import run_cli
+from vpsbench.datasets import open_dataset
 from vpsbench.datasets.synthetic import prepare_synthetic
+from vpsbench.formats.step import write_step_png
 from vpsbench.records import read_record
+from vpsbench.video import PanopticFrame
 
 BASELINES = ("cups-sort", "cups-mono-sort", "u2seg-sort", "depthg-videocutler")
 FAST = ["--set", "num_pseudo_classes=8"]
@@ -179,3 +183,98 @@ def test_videocups_pseudo_labels_are_written_resumed_and_scored(
         capsys,
     )
     assert code == 0 and "STQ" in out, err
+
+
+def test_videocups_pseudo_labels_trains_predicts_resumes_and_is_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = prepare_synthetic(
+        tmp_path / "synthetic",
+        videos=2,
+        frames=4,
+        height=64,
+        width=128,
+        seed=2,
+        splits=["val"],
+        workers=1,
+    )
+    run_dir = tmp_path / "vc"
+    training = (
+        "train_set=optim.steps=3,optim.checkpoint_every=2,model.input_height=64,"
+        "model.input_width=128,loss.roi_batch_size_per_image=16,augment.self_enhance_start=0"
+    )
+    args = [
+        "run-method",
+        "videocups",
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(root),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "num_pseudo_classes=8",
+        "--set",
+        "workers=1",
+        "--set",
+        "flow=oracle",
+        "--set",
+        training,
+    ]
+    code, _, err = run_cli([*args, "--stage", "pseudo-label"], capsys)
+    assert code == 0, err
+    assert "has no train split yet: generating it" in err  # the train split is made on demand
+    assert len(list((run_dir / "pseudo-label" / "labels").rglob("*.png"))) == 8
+    # Videos this small give no moving-object pseudo-labels, so the training stage is checked
+    # on ground-truth "pseudo-labels" (19 classes, things 11..18) written over stage 1's.
+    dataset = open_dataset("synthetic", root)
+    for sequence in dataset.sequences("train"):
+        for frame in sequence.frames:
+            truth = dataset.load_ground_truth("train", frame)
+            path = run_dir / "pseudo-label" / "labels" / frame.sequence / f"{frame.name}.png"
+            write_step_png(
+                path,
+                PanopticFrame(np.where(truth.semantic < 0, 255, truth.semantic), truth.instance),
+            )
+    (run_dir / "pseudo-label" / "summary.json").write_text(
+        json.dumps(
+            {"thing_pseudo_classes": list(range(11, 19)), "stuff_pseudo_classes": list(range(11))}
+        )
+    )
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "pseudo-label: already done" in err
+    summary = json.loads((run_dir / "train" / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["config"]["model"]["architecture"] == "small"
+    metrics = [json.loads(line) for line in (run_dir / "train" / "metrics.jsonl").open()]
+    assert [m["step"] for m in metrics if "losses" in m][-1] == 3
+    assert (run_dir / "train" / "model_final.pt").is_file()
+    assert len(list((run_dir / "predictions").rglob("*.png"))) == 8
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["counts"] == {"sequences": 2, "frames": 8} and "STQ" in out
+    assert read_record(run_dir / "record.json").method == "videocups"
+    # Every stage is done: a second run skips them all and scores the same predictions.
+    code, _, err = run_cli(args, capsys)
+    assert code == 0 and "train: already done" in err and "predict: already done" in err
+    assert json.loads((run_dir / "results.json").read_text())["metrics"] == results["metrics"]
+
+
+def test_videocups_train_stage_says_when_pseudo_labels_are_missing(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "run-method",
+        "videocups",
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(synthetic_root),
+        "--run-dir",
+        str(tmp_path / "vc"),
+        "--set",
+        "train_split=val",
+        "--stage",
+        "train",
+    ]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "summary.json" in err and "run the pseudo-label stage first" in err

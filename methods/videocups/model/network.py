@@ -22,6 +22,7 @@ from methods.videocups.model.losses import (
     label_proposals,
     mask_loss,
     mask_targets,
+    match_boxes,
     reference_track_ids,
     rpn_losses,
     sample_proposals,
@@ -335,6 +336,16 @@ class PanopticCascadeMaskTrack(nn.Module):
             pooled = _scale_gradient(pooled, 1.0 / num_stages)
             logits, deltas = heads.box_predictor[stage](heads.box_head[stage](pooled))
             all_boxes = torch.cat(stage_boxes)
+            counts = [rois.boxes.shape[0] for rois in stage_rois]
+            # Video DropLoss (Eq. 3) judges the *predictions* D_j: the IoU of each RoI's
+            # regressed box with the pseudo-instances (as CutLER's DropLoss does).
+            predicted = heads.box_coders[stage].decode(deltas.detach(), all_boxes)
+            predicted_iou = torch.cat(
+                [
+                    match_boxes(boxes, target.boxes)[0]
+                    for boxes, target in zip(torch.split(predicted, counts), targets, strict=True)
+                ]
+            )
             matched_gt = torch.cat(
                 [
                     target.boxes[rois.matched]
@@ -349,19 +360,17 @@ class PanopticCascadeMaskTrack(nn.Module):
                 all_boxes,
                 torch.cat([rois.classes for rois in stage_rois]),
                 matched_gt,
-                self._roi_weights(torch.cat([rois.max_iou for rois in stage_rois])),
+                self._roi_weights(predicted_iou),
                 heads.box_coders[stage],
                 self.losses.roi_smooth_l1_beta,
             )
             losses[f"loss_cls_stage{stage}"] = loss_cls
             losses[f"loss_box_stage{stage}"] = self.losses.box_loss_weight * loss_box
             if stage + 1 < num_stages:
-                decoded = heads.box_coders[stage].decode(deltas.detach(), all_boxes)
-                counts = [rois.boxes.shape[0] for rois in stage_rois]
                 stage_rois = [
                     replace(rois, boxes=next_boxes)
                     for rois, next_boxes in zip(
-                        stage_rois, torch.split(decoded, counts), strict=True
+                        stage_rois, torch.split(predicted, counts), strict=True
                     )
                 ]
         return stage_rois

@@ -11,8 +11,8 @@ import torch
 
 from methods.videocups.model.data import ClassSpace, PseudoLabelClips, flip_targets, frame_targets
 from methods.videocups.model.targets import IGNORE
+from tests.videocups.model.labelled_videos import labelled_synthetic
 from vpsbench.datasets import open_dataset
-from vpsbench.datasets.synthetic import prepare_synthetic
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats.step import write_step_png
 from vpsbench.video import PanopticFrame
@@ -79,24 +79,20 @@ def test_frame_targets_resize_with_nearest_neighbours() -> None:
     assert targets.semantic.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
 
 
+def one_moving_object(t: int) -> PanopticFrame:
+    """A 8×6 object of pseudo-class 5, track 1, moving 10 px right per frame."""
+    semantic = np.zeros((32, 64), dtype=np.int32)
+    instance = np.zeros((32, 64), dtype=np.int32)
+    column = 4 + 10 * t
+    semantic[8:16, column : column + 6] = 5
+    instance[8:16, column : column + 6] = 1
+    return PanopticFrame(semantic, instance)
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("synthetic")
-    prepare_synthetic(
-        root, videos=2, frames=3, height=32, width=64, seed=3, splits=["train"], workers=1
-    )
-    labels = tmp_path_factory.mktemp("labels")
-    dataset = open_dataset("synthetic", root)
-    for sequence in dataset.sequences("train"):
-        for frame in sequence.frames:
-            semantic = np.zeros((32, 64), dtype=np.int32)
-            instance = np.zeros((32, 64), dtype=np.int32)
-            column = 4 + 10 * frame.index
-            semantic[8:16, column : column + 6] = 5
-            instance[8:16, column : column + 6] = 1
-            write_step_png(
-                labels / sequence.name / f"{frame.name}.png", PanopticFrame(semantic, instance)
-            )
+    root, labels = tmp_path_factory.mktemp("synthetic"), tmp_path_factory.mktemp("labels")
+    labelled_synthetic(root, labels, videos=2, seed=3, paint=one_moving_object)
     return root, labels
 
 

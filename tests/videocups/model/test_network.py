@@ -137,6 +137,26 @@ def test_drop_loss_changes_only_the_roi_losses() -> None:
     assert not torch.equal(dropped["loss_cls_stage0"], vanilla["loss_cls_stage0"])
 
 
+def test_drop_loss_judges_the_regressed_boxes_not_the_proposals() -> None:
+    # Stage 0's regression is set to move every box ten widths to the right: no prediction
+    # overlaps a pseudo-instance any more, although the proposals include the GT boxes.
+    # DropLoss (Eq. 3) then drops every stage-0 RoI; vanilla training still has a loss.
+    generator = torch.Generator().manual_seed(0)
+    clips = [_random_clip(generator, 2, 64, 96)]
+    results = {}
+    for drop in (True, False):
+        model = _model(losses=dataclasses.replace(FAST_LOSSES, drop_loss=drop))
+        with torch.no_grad():
+            regression = model.roi_heads.box_predictor[0].bbox_pred
+            regression.weight.zero_()
+            regression.bias.copy_(torch.tensor([100.0, 0.0, 0.0, 0.0]))
+        losses = model(clips, torch.Generator().manual_seed(2))
+        results[drop] = {name: value.detach() for name, value in losses.items()}
+    assert float(results[True]["loss_cls_stage0"]) == 0.0
+    assert float(results[True]["loss_box_stage0"]) == 0.0
+    assert float(results[False]["loss_cls_stage0"]) > 0.1
+
+
 def _rectangle_clip() -> Clip:
     """One bright rectangle moving on a flat grey background, the same track in both frames."""
     height, width = 64, 96
