@@ -537,8 +537,12 @@ class SemSegFPNHead(nn.Module):
         )
 
 
-class PanopticCascadeRCNN(nn.Module):
-    """Panoptic Cascade Mask R-CNN (inference only) with detectron2's parameter names."""
+class PanopticCascadeModules(nn.Module):
+    """The modules of a Panoptic Cascade Mask R-CNN under detectron2's names, and its input.
+
+    Shared by the inference model below and VideoCUPS' trainable MaskTrack variant, so both
+    load the same checkpoints.
+    """
 
     pixel_mean: Tensor
     pixel_std: Tensor
@@ -564,6 +568,27 @@ class PanopticCascadeRCNN(nn.Module):
         self.register_buffer(
             "pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False
         )
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """RGB 0..255 (B, 3, H, W) → normalised network input, zero-padded to a multiple of 32."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        x = images.to(self.pixel_mean.device, torch.float32)
+        if self.config.input_format == "BGR":
+            x = x.flip(1)
+        x = (x * self.config.pixel_scale - self.pixel_mean) / self.pixel_std
+        divisor = ResNetFPN.size_divisibility
+        height, width = x.shape[-2:]
+        pad_h = (divisor - height % divisor) % divisor
+        pad_w = (divisor - width % divisor) % divisor
+        return F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
+
+
+class PanopticCascadeRCNN(PanopticCascadeModules):
+    """Panoptic Cascade Mask R-CNN (inference only) with detectron2's parameter names."""
+
+    def __init__(self, config: PanopticCascadeConfig) -> None:
+        super().__init__(config)
         self.eval()
 
     def train(self, mode: bool = True) -> Self:
@@ -571,10 +596,6 @@ class PanopticCascadeRCNN(nn.Module):
         if mode:
             raise NotImplementedError("PanopticCascadeRCNN is inference-only")
         return super().train(False)
-
-    def preprocess(self, images: Tensor) -> Tensor:
-        """RGB 0..255 (B, 3, H, W) → normalised network input, zero-padded to a multiple of 32."""
-        return preprocess_images(images, self.config, self.pixel_mean, self.pixel_std)
 
     @torch.no_grad()
     def forward(
@@ -633,23 +654,6 @@ class PanopticCascadeRCNN(nn.Module):
         tensor = resize_shortest_edge(tensor, self.config.test_min_size, self.config.test_max_size)
         output = self(tensor, output_size=(height, width))[0]
         return combine_panoptic(output, self.config)
-
-
-def preprocess_images(
-    images: Tensor, config: PanopticCascadeConfig, pixel_mean: Tensor, pixel_std: Tensor
-) -> Tensor:
-    """RGB 0..255 (B, 3, H, W) → normalised network input, zero-padded to a multiple of 32."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-    x = images.to(pixel_mean.device, torch.float32)
-    if config.input_format == "BGR":
-        x = x.flip(1)
-    x = (x * config.pixel_scale - pixel_mean) / pixel_std
-    divisor = ResNetFPN.size_divisibility
-    height, width = x.shape[-2:]
-    pad_h = (divisor - height % divisor) % divisor
-    pad_w = (divisor - width % divisor) % divisor
-    return F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
 
 
 def resize_shortest_edge(images: Tensor, min_size: int, max_size: int) -> Tensor:

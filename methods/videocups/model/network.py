@@ -30,7 +30,6 @@ from methods.videocups.model.losses import (
 )
 from methods.videocups.model.targets import Clip, FrameTargets
 from methods.videocups.model.tracking import TrackHead, tracking_loss
-from vpsbench.models.backbone import ResNet, ResNetFPN
 from vpsbench.models.ops import (
     clip_boxes,
     multilevel_roi_align,
@@ -40,14 +39,11 @@ from vpsbench.models.ops import (
 from vpsbench.models.panoptic_cascade_rcnn import (
     ROI_FEATURES,
     ROI_STRIDES,
-    RPN,
     RPN_FEATURES,
-    CascadeROIHeads,
     FastRCNNOutputLayers,
     PanopticCascadeConfig,
+    PanopticCascadeModules,
     PanopticOutput,
-    SemSegFPNHead,
-    preprocess_images,
 )
 
 
@@ -114,11 +110,8 @@ def _scale_gradient(x: Tensor, scale: float) -> Tensor:
     return detached + (x - detached) * scale
 
 
-class PanopticCascadeMaskTrack(nn.Module):
+class PanopticCascadeMaskTrack(PanopticCascadeModules):
     """Panoptic Cascade MaskTrack R-CNN: training losses (``forward``), inference (``detect``)."""
-
-    pixel_mean: Tensor
-    pixel_std: Tensor
 
     def __init__(
         self,
@@ -127,35 +120,19 @@ class PanopticCascadeMaskTrack(nn.Module):
         embed_dim: int = 256,
         track_norm_scale: float | None = None,
     ) -> None:
-        super().__init__()
         losses = LossConfig() if losses is None else losses
         if len(losses.cascade_foreground_ious) != len(config.cascade_bbox_reg_weights):
             raise ValueError(
                 f"{len(config.cascade_bbox_reg_weights)} cascade stages but "
                 f"{len(losses.cascade_foreground_ious)} foreground IoUs"
             )
-        self.config = config
+        super().__init__(config)
         self.losses = losses
-        resnet = ResNet(
-            stem_channels=config.width(64),
-            res2_channels=config.width(256),
-            blocks_per_stage=config.resnet_blocks,
-            stride_in_1x1=config.stride_in_1x1,
-            norm=config.backbone_norm,
-        )
-        channels = config.width(config.fpn_out_channels)
-        self.backbone = ResNetFPN(resnet, channels, norm=config.fpn_norm)
-        self.proposal_generator = RPN(config, channels)
-        self.roi_heads = CascadeROIHeads(config, channels)
-        self.sem_seg_head = SemSegFPNHead(config, channels)
         self.track_head = TrackHead(
-            channels, config.box_pooler_resolution, embed_dim, norm_scale=track_norm_scale
-        )
-        self.register_buffer(
-            "pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False
+            config.width(config.fpn_out_channels),
+            config.box_pooler_resolution,
+            embed_dim,
+            norm_scale=track_norm_scale,
         )
         self._init_heads()
 
@@ -198,10 +175,6 @@ class PanopticCascadeMaskTrack(nn.Module):
         msra(self.roi_heads.mask_head)
         normal(self.roi_heads.mask_head.predictor, 0.001)
         msra(self.sem_seg_head)
-
-    def preprocess(self, images: Tensor) -> Tensor:
-        """RGB 0..255 (B, 3, H, W) → normalised network input, zero-padded to a multiple of 32."""
-        return preprocess_images(images, self.config, self.pixel_mean, self.pixel_std)
 
     def _pool(self, features: list[Tensor], boxes: list[Tensor], resolution: int) -> Tensor:
         """Multi-level RoIAlignV2 of per-image boxes at ``resolution``² (FPN level rule)."""
