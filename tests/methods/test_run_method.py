@@ -140,24 +140,17 @@ def test_videocups_pseudo_labels_are_written_resumed_and_scored(
     synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = tmp_path / "vc"
-    args = [
-        "run-method",
+    args = run_args(
         "videocups",
-        "--dataset",
-        "synthetic",
-        "--root",
-        str(synthetic_root),
-        "--run-dir",
-        str(run_dir),
-        "--set",
-        "num_pseudo_classes=8",
+        synthetic_root,
+        run_dir,
         "--set",
         "workers=1",
         "--set",
         "train_split=val",
         "--stage",
         "pseudo-label",
-    ]
+    )
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     labels = run_dir / "pseudo-label" / "labels"
@@ -203,24 +196,9 @@ def test_videocups_pseudo_labels_trains_predicts_resumes_and_is_scored(
         "train_set=optim.steps=3,optim.checkpoint_every=2,model.input_height=64,"
         "model.input_width=128,loss.roi_batch_size_per_image=16,augment.self_enhance_start=0"
     )
-    args = [
-        "run-method",
-        "videocups",
-        "--dataset",
-        "synthetic",
-        "--root",
-        str(root),
-        "--run-dir",
-        str(run_dir),
-        "--set",
-        "num_pseudo_classes=8",
-        "--set",
-        "workers=1",
-        "--set",
-        "flow=oracle",
-        "--set",
-        training,
-    ]
+    args = run_args(
+        "videocups", root, run_dir, "--set", "workers=1", "--set", "flow=oracle", "--set", training
+    )
     code, _, err = run_cli([*args, "--stage", "pseudo-label"], capsys)
     assert code == 0, err
     assert "has no train split yet: generating it" in err  # the train split is made on demand
@@ -262,19 +240,8 @@ def test_videocups_pseudo_labels_trains_predicts_resumes_and_is_scored(
 def test_videocups_train_stage_says_when_pseudo_labels_are_missing(
     synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [
-        "run-method",
-        "videocups",
-        "--dataset",
-        "synthetic",
-        "--root",
-        str(synthetic_root),
-        "--run-dir",
-        str(tmp_path / "vc"),
-        "--set",
-        "train_split=val",
-        "--stage",
-        "train",
-    ]
+    args = run_args(
+        "videocups", synthetic_root, tmp_path / "vc", "--set", "train_split=val", "--stage", "train"
+    )
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "summary.json" in err and "run the pseudo-label stage first" in err

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from methods.videocups.model.data import ClassSpace, PseudoLabelClips
 from vpsbench.datasets import open_dataset
 from vpsbench.datasets.synthetic import prepare_synthetic
 from vpsbench.formats.step import write_step_png
 from vpsbench.video import PanopticFrame
 
 HEIGHT, WIDTH = 32, 64
+SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))
 
 
 def labelled_synthetic(
@@ -30,3 +32,20 @@ def labelled_synthetic(
     for sequence in open_dataset("synthetic", root).sequences("train"):
         for frame in sequence.frames:
             write_step_png(labels / sequence.name / f"{frame.name}.png", paint(frame.index))
+
+
+def training_clips(
+    root: Path, labels: Path, size: tuple[int, int] | None, min_area: int
+) -> PseudoLabelClips:
+    """Two-frame clips of the train split of :func:`labelled_synthetic`, in :data:`SPACE`."""
+    dataset = open_dataset("synthetic", root)
+    return PseudoLabelClips(
+        dataset,
+        "train",
+        dataset.sequences("train"),
+        labels,
+        SPACE,
+        clip_length=2,
+        input_size=size,
+        min_instance_area=min_area,
+    )

@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from methods.videocups.model.data import ClassSpace, PseudoLabelClips, flip_targets, frame_targets
+from methods.videocups.model.data import ClassSpace, flip_targets, frame_targets
 from methods.videocups.model.targets import IGNORE
-from tests.videocups.model.labelled_videos import labelled_synthetic
-from vpsbench.datasets import open_dataset
+from tests.videocups.model.labelled_videos import SPACE, labelled_synthetic, training_clips
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats.step import write_step_png
 from vpsbench.video import PanopticFrame
-
-SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))
 
 
 def test_class_space_tables_and_the_way_back() -> None:
@@ -96,22 +93,8 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, labels
 
 
-def make_clips(root: Path, labels: Path, size: tuple[int, int] | None) -> PseudoLabelClips:
-    dataset = open_dataset("synthetic", root)
-    return PseudoLabelClips(
-        dataset,
-        "train",
-        dataset.sequences("train"),
-        labels,
-        SPACE,
-        clip_length=2,
-        input_size=size,
-        min_instance_area=1,
-    )
-
-
 def test_clips_hold_consecutive_frames_and_their_tracks(labelled: tuple[Path, Path]) -> None:
-    clips = make_clips(*labelled, size=None)
+    clips = training_clips(*labelled, size=None, min_area=1)
     assert len(clips) == 4  # two videos of three frames, clips of two
     clip = clips.clip(1, flip=False)  # video 0, frames 1 and 2
     assert clip.images.shape == (2, 3, 32, 64)
@@ -120,7 +103,7 @@ def test_clips_hold_consecutive_frames_and_their_tracks(labelled: tuple[Path, Pa
     flipped = clips.clip(1, flip=True)
     assert torch.equal(flipped.images, clip.images.flip(-1))
     assert flipped.targets[0].boxes.tolist() == [[44, 8, 50, 16]]
-    small = make_clips(*labelled, size=(16, 32)).clip(1, flip=False)
+    small = training_clips(*labelled, size=(16, 32), min_area=1).clip(1, flip=False)
     assert small.images.shape == (2, 3, 16, 32)
     assert small.targets[0].boxes.tolist() == [[7, 4, 10, 8]]
 
@@ -128,7 +111,7 @@ def test_clips_hold_consecutive_frames_and_their_tracks(labelled: tuple[Path, Pa
 def test_clip_order_is_a_permutation_per_epoch_shared_out_over_ranks(
     labelled: tuple[Path, Path],
 ) -> None:
-    clips = make_clips(*labelled, size=None)
+    clips = training_clips(*labelled, size=None, min_area=1)
     one_rank = [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, seed=7)]
     assert sorted(one_rank[:4]) == [0, 1, 2, 3] and sorted(one_rank[4:]) == [0, 1, 2, 3]
     assert one_rank == [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, 7)]
@@ -150,6 +133,6 @@ def test_a_mismatched_pseudo_label_names_the_file(
         target.write_bytes(path.read_bytes())
     victim = sorted(broken.rglob("*.png"))[0]
     write_step_png(victim, PanopticFrame.from_arrays(np.zeros((4, 4)), np.zeros((4, 4))))
-    clips = make_clips(root, broken, size=None)
+    clips = training_clips(root, broken, size=None, min_area=1)
     with pytest.raises(InputError, match=victim.name):
         clips.clip(0, flip=False)

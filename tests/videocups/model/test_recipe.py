@@ -10,17 +10,15 @@ import pytest
 import torch
 
 from methods.videocups.model.config import load_training_config
-from methods.videocups.model.data import ClassSpace, PseudoLabelClips
+from methods.videocups.model.data import PseudoLabelClips
 from methods.videocups.model.recipe import VideoCupsStep, build_model, predicted_video_instances
 from methods.videocups.model.trainer import StepContext, step_generator
-from tests.videocups.model.labelled_videos import labelled_synthetic
+from tests.videocups.model.labelled_videos import SPACE, labelled_synthetic, training_clips
 from tests.videocups.model.test_backbone_weights import _torchvision_names
 from vpsbench.cues.base import MissingWeightsError
-from vpsbench.datasets import open_dataset
 from vpsbench.models.backbone import ResNet
 from vpsbench.video import PanopticFrame
 
-SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))
 TINY = [
     "model.input_height=32",
     "model.input_width=64",
@@ -67,17 +65,7 @@ def two_objects(t: int) -> PanopticFrame:
 def clips(tmp_path_factory: pytest.TempPathFactory) -> PseudoLabelClips:
     root, labels = tmp_path_factory.mktemp("synthetic"), tmp_path_factory.mktemp("labels")
     labelled_synthetic(root, labels, videos=1, seed=5, paint=two_objects)
-    dataset = open_dataset("synthetic", root)
-    return PseudoLabelClips(
-        dataset,
-        "train",
-        dataset.sequences("train"),
-        labels,
-        SPACE,
-        clip_length=2,
-        input_size=None,
-        min_instance_area=4,
-    )
+    return training_clips(root, labels, size=None, min_area=4)
 
 
 def context(step: int) -> StepContext:
