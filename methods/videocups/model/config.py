@@ -11,6 +11,7 @@ the dataclass default; an unknown key is an error. ``SECTION.KEY=VALUE`` overrid
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,16 +113,8 @@ class TrainingConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values (for run.json and checkpoint fingerprints)."""
-        plain: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                value = dataclasses.asdict(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            plain[item.name] = value
-        converted: dict[str, Any] = _jsonable(plain)
-        return converted
+        plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        return plain
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -190,13 +183,3 @@ def load_training_config(name_or_path: str, overrides: Sequence[str] = ()) -> Tr
     checked = build_config(TrainLoopConfig, {**optim, "steps": steps or 10**6})
     optim = dataclasses.asdict(checked) | {"steps": steps}  # typed values; 0 = from the epochs
     return TrainingConfig(**built, optim=optim, source=str(path))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
