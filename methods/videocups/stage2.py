@@ -79,8 +79,7 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
     )
     rank, world_size, _ = distributed_env()
     loop = config.loop(len(clips), world_size)
-    device = _device(context.device)
-    model = build_model(config, space).to(device)
+    model = build_model(config, space)
     evaluate = None
     if loop.eval_every:
         evaluate = validation_callback(
@@ -98,7 +97,7 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
         VideoCupsStep(clips, config, loop.steps, loop.seed),
         evaluate=evaluate,
         images_per_step=config.data.clips_per_step * config.data.clip_length * world_size,
-        device=device,
+        device=context.device,  # the trainer picks cuda:LOCAL_RANK under torchrun
         log=context.log,
         config_fingerprint={"training": config.as_dict(), "things": list(space.things)},
     )
@@ -113,7 +112,7 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
         "peak_memory_bytes": summary.peak_memory_bytes,
         "last_losses": {k: round(float(v), 6) for k, v in summary.last_losses.items()},
         "world_size": world_size,
-        "device": str(device),
+        "device": str(trainer.device),
         "config": config.as_dict(),
     }
     atomic_write_text(out / "summary.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
