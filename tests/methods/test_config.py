@@ -29,6 +29,7 @@ def test_defaults_file_then_overrides(tmp_path: Path) -> None:
     with_weights = build_config(ExampleConfig, {}, ["weights=/w.pth", "scales=4,5"])
     assert with_weights.weights == Path("/w.pth") and with_weights.scales == (4, 5)
     assert build_config(ExampleConfig, {}, ["weights=none"]).weights is None
+    assert build_config(ExampleConfig, {}, ["scales="]).scales == ()
 
 
 def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:

@@ -63,7 +63,11 @@ def _convert(value: object, annotation: Any, key: str) -> object:
             return None
         return _convert(value, options[0], key)
     if origin in (tuple, list):
-        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        # "a,b,c" on the command line; "" is the empty sequence.
+        if isinstance(value, str):
+            items = [item for item in value.split(",") if item.strip()]
+        else:
+            items = list(value)  # type: ignore[call-overload]
         inner = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
         converted = [_convert(item, inner, key) for item in items]
         return tuple(converted) if origin is tuple else converted

@@ -39,6 +39,10 @@ class ModelSettings:
     track_norm_scale: float = 0.0  # > 0: unit embeddings times sqrt(scale) (ours); 0: MaskTrack
     input_height: int = 0  # network input size; 0 = the dataset's frame size
     input_width: int = 0
+    # RPN anchor side per FPN level p2..p6; empty = detectron2's (32..512, for ~1000-px inputs).
+    # Scale them with the input: objects smaller than a level's anchor are found only through
+    # low-quality matches.
+    anchor_sizes: tuple[float, ...] = ()
     score_threshold: float = 0.5  # detection and panoptic-fusion score threshold (CUPS: 0.5)
     stuff_area_threshold: int = 0  # panoptic fusion: smallest stuff region kept (pixels)
 
@@ -49,6 +53,8 @@ class ModelSettings:
             raise VpsbenchError("model.input_height and model.input_width: set both or neither")
         if self.input_height % 32 or self.input_width % 32:
             raise VpsbenchError("model.input_height/input_width must be multiples of 32")
+        if self.anchor_sizes and (len(self.anchor_sizes) != 5 or min(self.anchor_sizes) <= 0):
+            raise VpsbenchError("model.anchor_sizes: five positive sizes (p2..p6), or empty")
 
 
 @dataclass(frozen=True)

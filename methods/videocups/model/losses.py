@@ -183,10 +183,11 @@ def fast_rcnn_losses(
     beta: float,
 ) -> tuple[Tensor, Tensor]:
     """Weighted cross-entropy over K+1 classes and smooth-L1 on foreground deltas (R-CNN)."""
-    # Both are normalised by the summed weights (the number of RoIs DropLoss keeps), as
-    # detectron2 normalises by the number of sampled RoIs.
+    # Both are divided by the number of sampled RoIs R, kept or dropped: detectron2's box-loss
+    # normalisation, and CutLER's DropLoss, whose weighted cross-entropy is a mean over all RoIs.
+    # A dropped RoI thus lowers the loss instead of raising its neighbours' weight.
     num_classes = logits.shape[1] - 1
-    normaliser = _normaliser(weights)
+    normaliser = max(logits.shape[0], 1)
     loss_cls = (F.cross_entropy(logits, classes, reduction="none") * weights).sum() / normaliser
     foreground = torch.nonzero(classes != num_classes).flatten()
     targets = coder.encode(proposals[foreground], matched_gt_boxes[foreground])

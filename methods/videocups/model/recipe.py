@@ -56,8 +56,10 @@ def build_model(
     """
     settings = config.model
     preset = small_architecture if settings.architecture == "small" else paper_architecture
+    architecture = preset(len(space.things), len(space.stuff))
     architecture = dataclasses.replace(
-        preset(len(space.things), len(space.stuff)),
+        architecture,
+        anchor_sizes=settings.anchor_sizes or architecture.anchor_sizes,
         roi_score_thresh_test=settings.score_threshold,
         combine_instances_score_thresh=settings.score_threshold,
         combine_stuff_area_thresh=settings.stuff_area_threshold,

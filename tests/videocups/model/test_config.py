@@ -45,6 +45,7 @@ def test_overrides_apply_per_section_and_explicit_steps_win() -> None:
         ("augment.copy_paste=sometimes", "augment.copy_paste must be one of"),
         ("model.input_height=100", "multiples of 32"),
         ("optim.schedule=wobbly", "schedule"),
+        ("model.anchor_sizes=8", "five positive sizes"),
     ],
 )
 def test_bad_overrides_are_refused(override: str, message: str) -> None:

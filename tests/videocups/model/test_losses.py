@@ -77,9 +77,10 @@ def test_fast_rcnn_losses_hand_values() -> None:
     loss_cls, loss_box = fast_rcnn_losses(
         logits, deltas, proposals, classes, gt, weights, coder, 0.0
     )
-    assert loss_cls.item() == pytest.approx(math.log(3.0))
-    # Target dx = 10 · (1 / 10) = 1, the rest 0; L1 summed, divided by the 2 kept RoIs.
-    assert loss_box.item() == pytest.approx(0.5)
+    # Both are divided by all 3 RoIs: CE ln 3 for each of the 2 kept RoIs.
+    assert loss_cls.item() == pytest.approx(2 * math.log(3.0) / 3)
+    # Target dx = 10 · (1 / 10) = 1, the rest 0; L1 summed, divided by the 3 RoIs.
+    assert loss_box.item() == pytest.approx(1 / 3)
     # All dropped: zero, not NaN, and still differentiable.
     logits.requires_grad_()
     loss_cls, loss_box = fast_rcnn_losses(
