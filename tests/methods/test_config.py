@@ -37,6 +37,8 @@ def test_bad_settings_are_clear_errors(tmp_path: Path) -> None:
         build_config(ExampleConfig, {"beta": 1})
     with pytest.raises(VpsbenchError, match="radius"):
         build_config(ExampleConfig, {}, ["radius=eight"])
+    with pytest.raises(VpsbenchError, match="scales"):
+        build_config(ExampleConfig, {}, ["scales=4,,5"])
     with pytest.raises(VpsbenchError, match="KEY=VALUE"):
         build_config(ExampleConfig, {}, ["radius"])
     with pytest.raises(VpsbenchError, match="bool"):

@@ -63,9 +63,9 @@ def _convert(value: object, annotation: Any, key: str) -> object:
             return None
         return _convert(value, options[0], key)
     if origin in (tuple, list):
-        # "a,b,c" on the command line; "" is the empty sequence.
+        # "a,b,c" on the command line; "" is the empty sequence ("a,,b" stays an error).
         if isinstance(value, str):
-            items = [item for item in value.split(",") if item.strip()]
+            items = value.split(",") if value.strip() else []
         else:
             items = list(value)  # type: ignore[call-overload]
         inner = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
