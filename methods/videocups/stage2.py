@@ -76,6 +76,7 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
         clip_length=config.data.clip_length,
         input_size=size if size[0] else None,
         min_instance_area=config.data.min_instance_area,
+        min_instance_width=config.data.min_instance_width,
     )
     rank, world_size, _ = distributed_env()
     loop = config.loop(len(clips), world_size)

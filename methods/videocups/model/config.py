@@ -66,10 +66,16 @@ class DataSettings:
     epochs: float = 8.0  # passes over all clips (paper: eight epochs)
     horizontal_flip: float = 0.5  # probability of flipping a whole clip
     min_instance_area: int = 4  # instances smaller than this at input resolution are dropped
+    # Ours: instances that hold no min_instance_width × min_instance_width square of pixels at
+    # input resolution are dropped (0 or 1: off). Motion/depth region growing leaves 1-px
+    # slivers along object boundaries; as targets they teach the detector to find lines.
+    min_instance_width: int = 0
 
     def __post_init__(self) -> None:
         if self.clip_length < 1 or self.clips_per_step < 1 or self.epochs <= 0:
             raise VpsbenchError("data: clip_length, clips_per_step and epochs must be positive")
+        if self.min_instance_area < 0 or self.min_instance_width < 0:
+            raise VpsbenchError("data: min_instance_area and min_instance_width must be >= 0")
 
 
 @dataclass(frozen=True)

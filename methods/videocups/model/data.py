@@ -81,10 +81,28 @@ class ClassSpace:
         return PanopticFrame(semantic, frame.instance)
 
 
+def holds_square(mask: torch.Tensor, width: int) -> bool:
+    """Whether a boolean mask (H, W) contains a full ``width × width`` square of pixels."""
+    if width <= 1:
+        return bool(mask.any())
+    if mask.shape[0] < width or mask.shape[1] < width:
+        return False
+    covered = F.avg_pool2d(mask[None, None].float(), width, stride=1)
+    return bool((covered > 1.0 - 0.5 / (width * width)).any())
+
+
 def frame_targets(
-    label: PanopticFrame, space: ClassSpace, size: tuple[int, int], min_area: int
+    label: PanopticFrame,
+    space: ClassSpace,
+    size: tuple[int, int],
+    min_area: int,
+    min_width: int = 0,
 ) -> FrameTargets:
-    """Targets of one pseudo-label frame resized (nearest) to ``size``: things with ids > 0."""
+    """Targets of one pseudo-label frame resized (nearest) to ``size``: things with ids > 0.
+
+    Instances with fewer than ``min_area`` pixels, or without a ``min_width``-wide square of
+    pixels, are dropped (their pixels keep their semantic class).
+    """
     semantic = torch.from_numpy(label.semantic.astype(np.int64))
     instance = torch.from_numpy(label.instance.astype(np.int64))
     if tuple(semantic.shape) != size:
@@ -97,7 +115,7 @@ def frame_targets(
     masks, classes, kept = [], [], []
     for ident in ids.tolist():
         mask = is_thing & (instance == ident)
-        if int(mask.sum()) < min_area:
+        if int(mask.sum()) < min_area or not holds_square(mask, min_width):
             continue
         votes = torch.bincount(thing_class[mask], minlength=len(space.things))
         masks.append(mask)
@@ -154,6 +172,7 @@ class PseudoLabelClips:
         clip_length: int,
         input_size: tuple[int, int] | None,
         min_instance_area: int,
+        min_instance_width: int = 0,
     ) -> None:
         self.dataset = dataset
         self.split = split
@@ -163,6 +182,7 @@ class PseudoLabelClips:
         self.clip_length = clip_length
         self.input_size = input_size
         self.min_instance_area = min_instance_area
+        self.min_instance_width = min_instance_width
         self.starts = [
             (index, start)
             for index, sequence in enumerate(self.sequences)
@@ -195,7 +215,9 @@ class PseudoLabelClips:
                 )
             size = self.input_size or (int(image.shape[1]), int(image.shape[2]))
             image = resize_image(image, size)
-            target = frame_targets(label, self.space, size, self.min_instance_area)
+            target = frame_targets(
+                label, self.space, size, self.min_instance_area, self.min_instance_width
+            )
             if flip:
                 image = image.flip(-1)
                 target = flip_targets(target)

@@ -9,7 +9,8 @@ key frame's and the reference frame's RoIs).
   and the target is the 1-based index of the reference with the same track id, or 0 (new).
 * Inference (:class:`TrackMemory`): a detection is scored against every live track with
   MaskTrack's composite ``log softmax([0, sims])[track] + w_score·log(score) + w_iou·IoU +
-  w_class·[same class]``; the "new" option gets ``log softmax(...)[0] + w_score·log(score)``.
+  w_class·[same class]``; the "new" option is MaskTrack's dummy track, of IoU 0 and the
+  detection's own class: ``log softmax(...)[0] + w_score·log(score) + w_class``.
   Assignment is one-to-one by the Hungarian algorithm on these scores (each detection also has
   its own private "new" column), which — unlike MaskTrack's per-detection argmax — can never give
   two detections of a frame the same id.
@@ -129,7 +130,9 @@ class TrackerConfig:
     w_iou: float = 2.0
     """Weight of the IoU with the track's last box (MaskTrack ``match_coeff[1]``)."""
     w_class: float = 10.0
-    """Bonus for the same class as the track's last class (MaskTrack ``match_coeff[2]``)."""
+    """Bonus for the same class as the track's last class (MaskTrack ``match_coeff[2]``); the
+    "new" option always gets it, so a class change starts a new track unless the other terms
+    outweigh it."""
     match_threshold: float = -math.inf
     """A detection–track pair scoring below this is never matched (MaskTrack: no threshold)."""
     max_age: int | None = None
@@ -266,7 +269,8 @@ class TrackMemory:
         logits = torch.cat([similarities.new_zeros((len(boxes), 1)), similarities], dim=1)
         log_prob = F.log_softmax(logits.double(), dim=1)
         score_term = config.w_score * torch.log(scores.double().clamp(min=_MIN_SCORE))
-        new_scores = config.w_embedding * log_prob[:, 0] + score_term  # (N,)
+        # The "new" column is MaskTrack's dummy: IoU 0 and the class term of a same-class match.
+        new_scores = config.w_embedding * log_prob[:, 0] + score_term + config.w_class  # (N,)
         match_scores = (
             config.w_embedding * log_prob[:, 1:]
             + score_term[:, None]

@@ -46,6 +46,7 @@ def test_overrides_apply_per_section_and_explicit_steps_win() -> None:
         ("model.input_height=100", "multiples of 32"),
         ("optim.schedule=wobbly", "schedule"),
         ("model.anchor_sizes=8", "five positive sizes"),
+        ("data.min_instance_width=-1", "must be >= 0"),
     ],
 )
 def test_bad_overrides_are_refused(override: str, message: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.videocups.model.data import ClassSpace, flip_targets, frame_targets
+from methods.videocups.model.data import ClassSpace, flip_targets, frame_targets, holds_square
 from methods.videocups.model.targets import IGNORE
 from tests.videocups.model.labelled_videos import SPACE, labelled_synthetic, training_clips
 from vpsbench.errors import InputError, VpsbenchError
@@ -74,6 +74,48 @@ def test_frame_targets_resize_with_nearest_neighbours() -> None:
     targets = frame_targets(PanopticFrame(semantic, instance), SPACE, (2, 4), min_area=1)
     assert targets.boxes.tolist() == [[2, 0, 4, 2]]
     assert targets.semantic.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+
+
+def brute_force_holds_square(mask: np.ndarray, width: int) -> bool:
+    """Whether some width × width window of ``mask`` is all True (every window tried)."""
+    height, cols = mask.shape
+    return any(
+        mask[y : y + width, x : x + width].all()
+        for y in range(height - width + 1)
+        for x in range(cols - width + 1)
+    )
+
+
+def test_holds_square_equals_brute_force() -> None:
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        mask = rng.random((7, 9)) < (0.5 + 0.4 * (trial % 2))
+        for width in (2, 3, 4):
+            expected = brute_force_holds_square(mask, width)
+            assert holds_square(torch.from_numpy(mask), width) is expected
+    line = torch.zeros((5, 5), dtype=torch.bool)
+    line[1:5, 2] = True
+    assert holds_square(line, 1) and not holds_square(line, 2)
+    assert not holds_square(torch.zeros((5, 5), dtype=torch.bool), 0)
+    assert not holds_square(torch.ones((1, 5), dtype=torch.bool), 2)  # mask smaller than width
+
+
+def test_frame_targets_drop_instances_thinner_than_min_width() -> None:
+    semantic = np.zeros((6, 8), dtype=np.int32)
+    instance = np.zeros((6, 8), dtype=np.int32)
+    semantic[0:6, 0], instance[0:6, 0] = 5, 1  # a 6-px vertical sliver, one pixel wide
+    semantic[1:3, 2:4], instance[1:3, 2:4] = 5, 2  # a 2×2 square, 4 px
+    for step in range(5):  # a diagonal staircase, two pixels per row: no 2×2 square
+        semantic[step, 4 + step % 3 : 6 + step % 3] = 2
+    instance[semantic == 2] = 3
+    label = PanopticFrame(semantic, instance)
+    assert frame_targets(label, SPACE, (6, 8), min_area=1).track_ids.tolist() == [1, 2, 3]
+    assert frame_targets(label, SPACE, (6, 8), 1, min_width=1).track_ids.tolist() == [1, 2, 3]
+    thick = frame_targets(label, SPACE, (6, 8), min_area=1, min_width=2)
+    assert thick.track_ids.tolist() == [2]
+    # the dropped instances' pixels keep their semantic target: the thing channel (0)
+    assert thick.semantic[0:6, 0].tolist() == [0] * 6
+    assert frame_targets(label, SPACE, (6, 8), min_area=1, min_width=3).track_ids.tolist() == []
 
 
 def one_moving_object(t: int) -> PanopticFrame:

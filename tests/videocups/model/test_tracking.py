@@ -188,25 +188,39 @@ def test_class_change_and_dissimilar_embedding_start_a_new_track() -> None:
     assert memory.associate(*_frame((other, _box(300), 1))).tolist() == [2]
 
 
-def test_composite_score_matches_masktrack_formula() -> None:
-    """A detection matches when its composite beats "new", computed by hand for one track."""
-    config = TrackerConfig()
+def _one_track_memory(config: TrackerConfig) -> TrackMemory:
+    """A memory holding one track: class 0, embedding (1, 0, 0), box (0, 10, 20, 40)."""
     memory = TrackMemory(config)
-    track_embedding = torch.tensor([1.0, 0.0, 0.0])
     memory.associate(
-        torch.tensor([_box(0)]), torch.tensor([0.9]), torch.tensor([0]), track_embedding[None]
+        torch.tensor([_box(0)]), torch.tensor([0.9]), torch.tensor([0]), torch.tensor([[1.0, 0, 0]])
     )
-    # similarity 0.5, IoU 0, other class: log p(track) = 0.5 - log(1 + e^0.5) < log p(new)
-    det = torch.tensor([[0.5, 0.0, 0.0]])
-    sim = 0.5
-    log_new = -math.log(1 + math.exp(sim))
-    log_track = sim - math.log(1 + math.exp(sim))
-    assert log_track + 0.0 + 0.0 > log_new  # embedding alone prefers the track…
-    ids = memory.associate(torch.tensor([_box(300)]), torch.tensor([0.9]), torch.tensor([1]), det)
-    assert ids.tolist() == [1]  # …and with IoU 0 and another class the track still wins
-    # with a negative similarity, "new" wins
-    ids = memory.associate(torch.tensor([_box(600)]), torch.tensor([0.9]), torch.tensor([2]), -det)
-    assert ids.tolist() == [2]
+    return memory
+
+
+def test_composite_score_matches_masktrack_formula() -> None:
+    """A detection continues the track when its composite beats MaskTrack's "new" dummy.
+
+    With similarity s the embedding term is log p(track) − log p(new) = s. The dummy has IoU 0
+    and counts as the same class (MaskTrack: ``label_delta`` 1), so it gets the class term too.
+    """
+    det = torch.tensor([[0.5, 0.0, 0.0]])  # s = 0.5
+    far = _box(300)  # IoU 0 with the track
+    cases = [
+        # (config, detection box, class, embedding, expected id)
+        (TrackerConfig(), far, 0, det, 1),  # same class: s > 0 decides for the track
+        (TrackerConfig(), far, 0, -det, 2),  # same class, s < 0: "new"
+        (TrackerConfig(), far, 1, det, 2),  # another class: the dummy's class term 10 wins
+        # w_class 1, another class: match iff s + 2·IoU > 1, i.e. IoU > 0.25. A box shifted by
+        # dx has IoU (20 − dx) / (20 + dx): dx 5 → 0.6 (match), dx 14 → 6/34 ≈ 0.18 (new).
+        (TrackerConfig(w_class=1.0), _box(5), 1, det, 1),
+        (TrackerConfig(w_class=1.0), _box(14), 1, det, 2),
+    ]
+    for config, box, label, embedding, expected in cases:
+        memory = _one_track_memory(config)
+        ids = memory.associate(
+            torch.tensor([box]), torch.tensor([0.9]), torch.tensor([label]), embedding
+        )
+        assert ids.tolist() == [expected], (config, box, label)
 
 
 def test_ema_embedding_update() -> None:
