@@ -1,11 +1,13 @@
 """Table 4 of the paper on the synthetic dataset: VideoCUPS training, one component at a time.
 
-Rows (each adds one component): vanilla training → + Video DropLoss → + video copy-paste (from the
-pseudo-labels) → + self-enhanced copy-paste (full). The pseudo-labels of the training split are
-made once and shared by every row; each row trains the ``small`` config (or ``--config``) and
-predicts the val split, which is scored against the ground truth. For reference it also scores
-the pseudo-labels of the val split itself (same stage 1 settings), so the claim "the trained model
-generalises beyond its pseudo-labels" can be read off: the rows' STQ vs the pseudo-labels' STQ.
+Rows 1-4 (each adds one component): vanilla training → + Video DropLoss → + video copy-paste (from
+the pseudo-labels) → + self-enhanced copy-paste (full); row 5 is vanilla training with video
+copy-paste at a 0.05 score threshold, the best recipe we found on synthetic. The pseudo-labels of
+the training split are made once and shared by every row; each row trains the ``small`` config
+(or ``--config``) and predicts the val split, which is scored against the ground truth. For
+reference it also scores the pseudo-labels of the val split itself (same stage 1 settings), so
+the claim "the trained model generalises beyond its pseudo-labels" can be read off: the rows'
+STQ vs the pseudo-labels' STQ.
 
 Run: ``python benchmarks/ablation_training.py --root DATA/synthetic [--set optim.steps=600]``.
 """
@@ -31,6 +33,14 @@ ROWS = {
         "loss.drop_loss=true",
         "augment.copy_paste=self-enhanced",
     ],
+    # Not in the paper's table: the best recipe on synthetic (see the README). Without DropLoss
+    # the unlabelled static objects are negatives, so their scores stay low: detectron2's
+    # default test threshold 0.05 instead of CUPS' 0.5.
+    "vanilla + video copy-paste, score threshold 0.05": [
+        "loss.drop_loss=false",
+        "augment.copy_paste=plain",
+        "model.score_threshold=0.05",
+    ],
 }
 PSEUDO_LABEL = "pseudo-label"
 
@@ -55,7 +65,7 @@ def main() -> None:
         default=[],
         help="training override SECTION.KEY=VALUE (repeatable)",
     )
-    parser.add_argument("--rows", default=None, help="comma-separated row numbers (1-4)")
+    parser.add_argument("--rows", default=None, help="comma-separated row numbers (1-5)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     common = ("flow=dis", f"train_config={args.config}")
@@ -96,7 +106,7 @@ def main() -> None:
         }
     ]
     print(json.dumps(rows[-1] | {"label_seconds_train_split": label_seconds}), flush=True)
-    wanted = {int(n) for n in args.rows.split(",")} if args.rows else {1, 2, 3, 4}
+    wanted = {int(n) for n in args.rows.split(",")} if args.rows else set(range(1, len(ROWS) + 1))
     for number, (name, switches) in enumerate(ROWS.items(), start=1):
         if number not in wanted:
             continue

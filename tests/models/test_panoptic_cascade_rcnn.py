@@ -19,6 +19,7 @@ from vpsbench.models import (
     PanopticOutput,
     build_from_checkpoint,
     combine_panoptic,
+    fuse_instances,
     infer_class_counts,
     load_detectron2_checkpoint,
 )
@@ -312,6 +313,9 @@ def test_combine_follows_detectron2_rule() -> None:
         masks=masks,
         semantic_logits=logits,
     )
+    kept = fuse_instances(output, config)
+    assert [index for index, _ in kept] == [0, 1]
+    assert [int(mask.sum()) for _, mask in kept] == [16, 16 - 4]
     frame = combine_panoptic(output, config)
     expected_instance = np.zeros((height, width), dtype=np.int32)
     expected_instance[2:6, 2:6] = 2

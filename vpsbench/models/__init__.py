@@ -16,6 +16,7 @@ from vpsbench.models.panoptic_cascade_rcnn import (
     PanopticCascadeRCNN,
     PanopticOutput,
     combine_panoptic,
+    fuse_instances,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PanopticOutput",
     "build_from_checkpoint",
     "combine_panoptic",
+    "fuse_instances",
     "infer_class_counts",
     "load_detectron2_checkpoint",
     "read_checkpoint",

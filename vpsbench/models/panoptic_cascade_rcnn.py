@@ -674,21 +674,17 @@ def resize_shortest_edge(images: Tensor, min_size: int, max_size: int) -> Tensor
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def combine_panoptic(
-    output: PanopticOutput,
-    config: PanopticCascadeConfig,
-    instance_ids: Sequence[int] | None = None,
-) -> PanopticFrame:
-    """Fuse instances and semantics into a frame (Kirillov et al., 2019; detectron2's rule).
+def fuse_instances(
+    output: PanopticOutput, config: PanopticCascadeConfig
+) -> list[tuple[int, Tensor]]:
+    """The detections panoptic fusion keeps, in fusion order, each with the pixels it takes.
 
-    Instance ids are 1..N in fusion order, or ``instance_ids[i]`` for detection ``i`` when given
-    (e.g. track ids carried across a video).
+    Kirillov et al. (2019), detectron2's rule: by decreasing score while the score is
+    ``>= combine_instances_score_thresh``; a detection whose mask is more than
+    ``combine_overlap_thresh`` covered by earlier ones is dropped, else it takes its free pixels.
     """
-    labels = output.semantic_logits.argmax(dim=0).cpu()
-    semantic = torch.full(labels.shape, VOID_CLASS, dtype=torch.int64)
-    instance = torch.zeros(labels.shape, dtype=torch.int64)
-    taken = torch.zeros(labels.shape, dtype=torch.bool)
-    next_id = 0
+    taken = torch.zeros(output.semantic_logits.shape[-2:], dtype=torch.bool)
+    kept: list[tuple[int, Tensor]] = []
     for index in torch.argsort(output.scores, descending=True, stable=True).tolist():
         if float(output.scores[index]) < config.combine_instances_score_thresh:
             break
@@ -700,8 +696,27 @@ def combine_panoptic(
         if overlap / area > config.combine_overlap_thresh:
             continue
         mask = mask & ~taken
-        next_id += 1
-        instance.masked_fill_(mask, next_id if instance_ids is None else instance_ids[index])
+        kept.append((index, mask))
+        taken |= mask
+    return kept
+
+
+def combine_panoptic(
+    output: PanopticOutput,
+    config: PanopticCascadeConfig,
+    instance_ids: Sequence[int] | None = None,
+) -> PanopticFrame:
+    """Fuse instances and semantics into a frame (Kirillov et al., 2019; detectron2's rule).
+
+    Instances come from :func:`fuse_instances`. Their ids are 1..N in fusion order, or
+    ``instance_ids[i]`` for detection ``i`` when given (e.g. track ids carried across a video).
+    """
+    labels = output.semantic_logits.argmax(dim=0).cpu()
+    semantic = torch.full(labels.shape, VOID_CLASS, dtype=torch.int64)
+    instance = torch.zeros(labels.shape, dtype=torch.int64)
+    taken = torch.zeros(labels.shape, dtype=torch.bool)
+    for order, (index, mask) in enumerate(fuse_instances(output, config), start=1):
+        instance.masked_fill_(mask, order if instance_ids is None else instance_ids[index])
         semantic.masked_fill_(mask, config.num_stuff_classes + int(output.classes[index]))
         taken |= mask
     # Each stuff class takes its free pixels if there are enough of them; channel 0 ("thing")

@@ -1,10 +1,11 @@
 """Streaming video inference: detect, associate tracks (MaskTrack), fuse panoptic frames.
 
 Frames are read, predicted and yielded one at a time, so memory does not grow with the video.
-Each frame is resized to the network's input size; detections above the score threshold are
+Each frame is resized to the network's input size; masks and semantic logits of the detections
+above the score threshold are brought back to the frame's size; the detections that Panoptic
+FPN's fusion rule keeps (:func:`~vpsbench.models.panoptic_cascade_rcnn.fuse_instances`) are
 associated with the tracks of earlier frames by :class:`~methods.videocups.model.tracking.
-TrackMemory`; masks and semantic logits are brought back to the frame's size and fused with
-Panoptic FPN's rule (:func:`~vpsbench.models.panoptic_cascade_rcnn.combine_panoptic`), each
+TrackMemory` and fused (:func:`~vpsbench.models.panoptic_cascade_rcnn.combine_panoptic`), each
 instance carrying its track id. Ids are mapped back to pseudo-classes (:class:`ClassSpace`).
 """
 
@@ -14,11 +15,17 @@ from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import Tensor
 
 from methods.videocups.model.data import ClassSpace, resize_image
 from methods.videocups.model.network import FrameDetections, PanopticCascadeMaskTrack
 from methods.videocups.model.tracking import TrackerConfig, TrackMemory
-from vpsbench.models.panoptic_cascade_rcnn import PanopticOutput, combine_panoptic
+from vpsbench.models.panoptic_cascade_rcnn import (
+    PanopticCascadeConfig,
+    PanopticOutput,
+    combine_panoptic,
+    fuse_instances,
+)
 from vpsbench.video import PanopticFrame
 
 
@@ -56,23 +63,36 @@ def predict_video(
     model.eval()
     device = next(model.parameters()).device
     memory = TrackMemory(tracker)
-    threshold = model.config.combine_instances_score_thresh
     for image in frames:
         size = (int(image.shape[-2]), int(image.shape[-1]))
         network_input = resize_image(image.float(), input_size or size)
         detections = model.detect(network_input[None].to(device))[0]
-        confident = detections.scores >= threshold
-        detections = FrameDetections(
-            boxes=detections.boxes[confident],
-            scores=detections.scores[confident],
-            classes=detections.classes[confident],
-            masks=detections.masks[confident],
-            embeddings=detections.embeddings[confident],
-            semantic_logits=detections.semantic_logits,
-        )
-        track_ids = memory.associate(
-            detections.boxes, detections.scores, detections.classes, detections.embeddings
-        )
         output = to_frame_size(detections, size)
+        track_ids = associate_shown(detections, output, model.config, memory)
         frame = combine_panoptic(output, model.config, instance_ids=track_ids.tolist())
         yield space.panoptic_to_pseudo(frame)
+
+
+def associate_shown(
+    detections: FrameDetections,
+    output: PanopticOutput,
+    config: PanopticCascadeConfig,
+    memory: TrackMemory,
+) -> Tensor:
+    """Track ids ``(N,)`` of one frame's detections; 0 for those panoptic fusion drops.
+
+    Only the detections that fusion keeps (:func:`fuse_instances` on ``output``, the same
+    detections at frame size) are associated: a duplicate that fusion drops must not continue,
+    and so steal, the track of the detection that is shown.
+    """
+    shown = [index for index, _ in fuse_instances(output, config)]
+    index = torch.tensor(shown, dtype=torch.int64, device=detections.scores.device)
+    shown_ids = memory.associate(
+        detections.boxes[index],
+        detections.scores[index],
+        detections.classes[index],
+        detections.embeddings[index],
+    )
+    track_ids = torch.zeros(len(detections.scores), dtype=torch.int64)
+    track_ids[index.cpu()] = shown_ids
+    return track_ids

@@ -8,8 +8,9 @@ import torch
 from methods.videocups.model.config import load_training_config
 from methods.videocups.model.data import ClassSpace
 from methods.videocups.model.network import FrameDetections
-from methods.videocups.model.predict import predict_video, to_frame_size
+from methods.videocups.model.predict import associate_shown, predict_video, to_frame_size
 from methods.videocups.model.recipe import build_model
+from methods.videocups.model.tracking import TrackerConfig, TrackMemory
 
 SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))
 
@@ -62,3 +63,44 @@ def test_predicted_frames_use_pseudo_class_ids_and_carry_track_ids() -> None:
         assert not frame.instance[~things].any()  # ids only on thing pseudo-classes
         seen |= set(np.unique(frame.instance[frame.instance > 0]).tolist())
     assert seen and min(seen) >= 1
+
+
+def _detections(
+    boxes: list[list[float]], scores: list[float], masks: torch.Tensor, embeddings: torch.Tensor
+) -> FrameDetections:
+    return FrameDetections(
+        boxes=torch.tensor(boxes),
+        scores=torch.tensor(scores),
+        classes=torch.zeros(len(scores), dtype=torch.int64),
+        masks=masks,
+        embeddings=embeddings,
+        semantic_logits=torch.zeros((4, 8, 8)),
+    )
+
+
+def test_a_duplicate_that_fusion_drops_cannot_steal_the_shown_detections_track() -> None:
+    config = build_model(load_training_config("small", ["model.score_threshold=0.5"]), SPACE).config
+    memory = TrackMemory(TrackerConfig())
+    square = torch.zeros((1, 8, 8), dtype=torch.bool)
+    square[0, 2:6, 2:6] = True
+    track_embedding = torch.tensor([[3.0, 0.0]])
+    first = _detections([[2.0, 2.0, 6.0, 6.0]], [0.9], square, track_embedding)
+    assert associate_shown(first, to_frame_size(first, (8, 8)), config, memory).tolist() == [1]
+    # Frame 2: the shown detection (score 0.9) looks a little less like track 1 than a duplicate
+    # (score 0.8) whose mask lies inside it, so fusion drops the duplicate. Associated together,
+    # the duplicate would take id 1 and the shown object a new id 2.
+    masks = torch.zeros((2, 8, 8), dtype=torch.bool)
+    masks[0, 2:6, 2:6] = True
+    masks[1, 3:5, 3:5] = True
+    second = _detections(
+        [[2.0, 2.0, 6.0, 6.0], [3.0, 3.0, 5.0, 5.0]],
+        [0.9, 0.8],
+        masks,
+        torch.tensor([[1.0, 0.0], [3.0, 0.0]]),
+    )
+    ids = associate_shown(second, to_frame_size(second, (8, 8)), config, memory)
+    assert ids.tolist() == [1, 0]
+    together = TrackMemory(TrackerConfig())
+    together.associate(first.boxes, first.scores, first.classes, first.embeddings)
+    stolen = together.associate(second.boxes, second.scores, second.classes, second.embeddings)
+    assert stolen.tolist() == [2, 1]

@@ -51,12 +51,12 @@ def test_paper_model_requires_and_loads_the_dino_resnet50(tmp_path: Path) -> Non
 
 
 def test_anchor_sizes_setting_reaches_the_rpn() -> None:
-    # small.yaml scales the anchors to its 128x256 input: p2 holds 4-pixel anchors, whose square
-    # cell anchor is [-2, -2, 2, 2]; without the setting the architecture's 32..512 stay.
+    # small.yaml scales the anchors to its 256x512 input: p2 holds 8-pixel anchors, whose square
+    # cell anchor is [-4, -4, 4, 4]; without the setting the architecture's 32..512 stay.
     small = build_model(load_training_config("small", TINY), SPACE)
     square = small.proposal_generator.level_cell_anchors[0][1]
-    assert square.tolist() == [-2.0, -2.0, 2.0, 2.0]
-    assert small.config.anchor_sizes == (4.0, 8.0, 16.0, 32.0, 64.0)
+    assert square.tolist() == [-4.0, -4.0, 4.0, 4.0]
+    assert small.config.anchor_sizes == (8.0, 16.0, 32.0, 64.0, 128.0)
     default = build_model(load_training_config("small", ["model.anchor_sizes=", *TINY]), SPACE)
     assert default.config.anchor_sizes == (32.0, 64.0, 128.0, 256.0, 512.0)
 
