@@ -705,17 +705,21 @@ def combine_panoptic(
     output: PanopticOutput,
     config: PanopticCascadeConfig,
     instance_ids: Sequence[int] | None = None,
+    fused: Sequence[tuple[int, Tensor]] | None = None,
 ) -> PanopticFrame:
     """Fuse instances and semantics into a frame (Kirillov et al., 2019; detectron2's rule).
 
-    Instances come from :func:`fuse_instances`. Their ids are 1..N in fusion order, or
-    ``instance_ids[i]`` for detection ``i`` when given (e.g. track ids carried across a video).
+    Instances come from :func:`fuse_instances` (``fused`` when the caller already ran it on
+    ``output``). Their ids are 1..N in fusion order, or ``instance_ids[i]`` for detection ``i``
+    when given (e.g. track ids carried across a video).
     """
+    if fused is None:
+        fused = fuse_instances(output, config)
     labels = output.semantic_logits.argmax(dim=0).cpu()
     semantic = torch.full(labels.shape, VOID_CLASS, dtype=torch.int64)
     instance = torch.zeros(labels.shape, dtype=torch.int64)
     taken = torch.zeros(labels.shape, dtype=torch.bool)
-    for order, (index, mask) in enumerate(fuse_instances(output, config), start=1):
+    for order, (index, mask) in enumerate(fused, start=1):
         instance.masked_fill_(mask, order if instance_ids is None else instance_ids[index])
         semantic.masked_fill_(mask, config.num_stuff_classes + int(output.classes[index]))
         taken |= mask

@@ -11,7 +11,7 @@ instance carrying its track id. Ids are mapped back to pseudo-classes (:class:`C
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -21,7 +21,6 @@ from methods.videocups.model.data import ClassSpace, resize_image
 from methods.videocups.model.network import FrameDetections, PanopticCascadeMaskTrack
 from methods.videocups.model.tracking import TrackerConfig, TrackMemory
 from vpsbench.models.panoptic_cascade_rcnn import (
-    PanopticCascadeConfig,
     PanopticOutput,
     combine_panoptic,
     fuse_instances,
@@ -68,25 +67,22 @@ def predict_video(
         network_input = resize_image(image.float(), input_size or size)
         detections = model.detect(network_input[None].to(device))[0]
         output = to_frame_size(detections, size)
-        track_ids = associate_shown(detections, output, model.config, memory)
-        frame = combine_panoptic(output, model.config, instance_ids=track_ids.tolist())
+        fused = fuse_instances(output, model.config)
+        track_ids = associate_shown(detections, [index for index, _ in fused], memory)
+        frame = combine_panoptic(output, model.config, track_ids.tolist(), fused)
         yield space.panoptic_to_pseudo(frame)
 
 
 def associate_shown(
-    detections: FrameDetections,
-    output: PanopticOutput,
-    config: PanopticCascadeConfig,
-    memory: TrackMemory,
+    detections: FrameDetections, shown: Sequence[int], memory: TrackMemory
 ) -> Tensor:
     """Track ids ``(N,)`` of one frame's detections; 0 for those panoptic fusion drops.
 
-    Only the detections that fusion keeps (:func:`fuse_instances` on ``output``, the same
-    detections at frame size) are associated: a duplicate that fusion drops must not continue,
-    and so steal, the track of the detection that is shown.
+    Only the detections that fusion keeps (``shown``, the indices :func:`fuse_instances`
+    returns) are associated: a duplicate that fusion drops must not continue, and so steal,
+    the track of the detection that is shown.
     """
-    shown = [index for index, _ in fuse_instances(output, config)]
-    index = torch.tensor(shown, dtype=torch.int64, device=detections.scores.device)
+    index = torch.tensor(list(shown), dtype=torch.int64, device=detections.scores.device)
     shown_ids = memory.associate(
         detections.boxes[index],
         detections.scores[index],

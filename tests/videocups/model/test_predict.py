@@ -11,6 +11,7 @@ from methods.videocups.model.network import FrameDetections
 from methods.videocups.model.predict import associate_shown, predict_video, to_frame_size
 from methods.videocups.model.recipe import build_model
 from methods.videocups.model.tracking import TrackerConfig, TrackMemory
+from vpsbench.models.panoptic_cascade_rcnn import PanopticCascadeConfig, fuse_instances
 
 SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))
 
@@ -78,6 +79,11 @@ def _detections(
     )
 
 
+def _shown(detections: FrameDetections, config: PanopticCascadeConfig) -> list[int]:
+    """Indices of the detections that panoptic fusion keeps, at their own 8×8 size."""
+    return [index for index, _ in fuse_instances(to_frame_size(detections, (8, 8)), config)]
+
+
 def test_a_duplicate_that_fusion_drops_cannot_steal_the_shown_detections_track() -> None:
     config = build_model(load_training_config("small", ["model.score_threshold=0.5"]), SPACE).config
     memory = TrackMemory(TrackerConfig())
@@ -85,7 +91,7 @@ def test_a_duplicate_that_fusion_drops_cannot_steal_the_shown_detections_track()
     square[0, 2:6, 2:6] = True
     track_embedding = torch.tensor([[3.0, 0.0]])
     first = _detections([[2.0, 2.0, 6.0, 6.0]], [0.9], square, track_embedding)
-    assert associate_shown(first, to_frame_size(first, (8, 8)), config, memory).tolist() == [1]
+    assert associate_shown(first, _shown(first, config), memory).tolist() == [1]
     # Frame 2: the shown detection (score 0.9) looks a little less like track 1 than a duplicate
     # (score 0.8) whose mask lies inside it, so fusion drops the duplicate. Associated together,
     # the duplicate would take id 1 and the shown object a new id 2.
@@ -98,7 +104,7 @@ def test_a_duplicate_that_fusion_drops_cannot_steal_the_shown_detections_track()
         masks,
         torch.tensor([[1.0, 0.0], [3.0, 0.0]]),
     )
-    ids = associate_shown(second, to_frame_size(second, (8, 8)), config, memory)
+    ids = associate_shown(second, _shown(second, config), memory)
     assert ids.tolist() == [1, 0]
     together = TrackMemory(TrackerConfig())
     together.associate(first.boxes, first.scores, first.classes, first.embeddings)
