@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from methods.videocups.instances import region_growing
 from methods.videocups.semantics import (
+    CRF_ITERATIONS,
     cells_to_pixels,
     class_probabilities,
     dense_crf,
@@ -45,7 +46,7 @@ class PseudoLabelSettings:
     min_instance_area: int = 0
     depth_guided: bool = True
     crf: bool = True
-    crf_iterations: int = 5
+    crf_iterations: int = CRF_ITERATIONS  # CUPS' MAX_ITER
     temperature: float = 0.5
     propagation: bool = True
     tau_match: float = 0.4

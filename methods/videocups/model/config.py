@@ -35,7 +35,7 @@ class ModelSettings:
 
     architecture: str = "small"  # small | paper (ResNet-50 FPN, 3 cascade stages)
     backbone_weights: Path | None = None  # DINO ResNet-50 checkpoint (required by "paper")
-    embed_dim: int = 256  # tracking embedding (MaskTrack R-CNN)
+    embed_dim: int = 1024  # tracking embedding (MaskTrack R-CNN: fc_out_channels 1024)
     track_norm_scale: float = 0.0  # > 0: unit embeddings times sqrt(scale) (ours); 0: MaskTrack
     input_height: int = 0  # network input size; 0 = the dataset's frame size
     input_width: int = 0

@@ -39,7 +39,7 @@ class LossConfig:
     rpn_positive_fraction: float = 0.5
     rpn_smooth_l1_beta: float = 0.0  # 0 = L1 (detectron2's default)
     rpn_pre_nms_topk_train: int = 2000  # per FPN level
-    rpn_post_nms_topk_train: int = 1000  # per image
+    rpn_post_nms_topk_train: int = 4000  # per image (CUPS POST_NMS_TOPK_TRAIN; detectron2: 1000)
     # Cascade RoI heads: 512 RoIs at stage 0 (a quarter foreground), one IoU per stage.
     roi_batch_size_per_image: int = 512
     roi_positive_fraction: float = 0.25
@@ -182,7 +182,12 @@ def fast_rcnn_losses(
     coder: BoxCoder,
     beta: float,
 ) -> tuple[Tensor, Tensor]:
-    """Weighted cross-entropy over K+1 classes and smooth-L1 on foreground deltas (R-CNN)."""
+    """Weighted cross-entropy over K+1 classes and smooth-L1 on foreground deltas (R-CNN).
+
+    Video DropLoss weighs the classification term only: CUPS' (and CutLER's) ``FastRCNN
+    OutputLayers.losses`` multiplies the per-RoI cross-entropy by the DropLoss weights and leaves
+    the box regression of every foreground RoI as detectron2 computes it.
+    """
     # Both are divided by the number of sampled RoIs R, kept or dropped: detectron2's box-loss
     # normalisation, and CutLER's DropLoss, whose weighted cross-entropy is a mean over all RoIs.
     # A dropped RoI thus lowers the loss instead of raising its neighbours' weight.
@@ -192,7 +197,7 @@ def fast_rcnn_losses(
     foreground = torch.nonzero(classes != num_classes).flatten()
     targets = coder.encode(proposals[foreground], matched_gt_boxes[foreground])
     per_box = smooth_l1(deltas[foreground], targets, beta).sum(dim=1)
-    loss_box = (per_box * weights[foreground]).sum() / normaliser
+    loss_box = per_box.sum() / normaliser
     return loss_cls, loss_box
 
 

@@ -117,7 +117,7 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
         self,
         config: PanopticCascadeConfig,
         losses: LossConfig | None = None,
-        embed_dim: int = 256,
+        embed_dim: int = 1024,
         track_norm_scale: float | None = None,
     ) -> None:
         losses = LossConfig() if losses is None else losses
@@ -211,11 +211,11 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
         proposals = self._rpn_losses(
             [features[name] for name in RPN_FEATURES], targets, (height, width), generator, losses
         )
-        last = self._cascade_losses(
+        first, last = self._cascade_losses(
             roi_features, proposals, targets, (height, width), generator, losses
         )
         losses["loss_mask"] = self.losses.mask_loss_weight * self._mask_loss(
-            roi_features, last, targets
+            roi_features, first, targets
         )
         losses["loss_track"] = self.losses.track_loss_weight * self._track_loss(
             roi_features, last, targets, num_frames
@@ -273,8 +273,12 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
         image_size: tuple[int, int],
         generator: torch.Generator | None,
         losses: dict[str, Tensor],
-    ) -> list[_StageRoIs]:
-        """Adds ``loss_cls_stage{k}`` / ``loss_box_stage{k}``; returns the last stage's RoIs."""
+    ) -> tuple[list[_StageRoIs], list[_StageRoIs]]:
+        """Adds ``loss_cls_stage{k}`` / ``loss_box_stage{k}``; returns stage 0's and the last RoIs.
+
+        Stage 0's sampled RoIs are what CUPS' cascade heads (detectron2's ``CascadeROIHeads``)
+        train the mask head on; the last stage's feed the tracking loss.
+        """
         config = self.config
         num_classes = config.num_thing_classes
         heads = self.roi_heads
@@ -298,6 +302,7 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
             stage_rois.append(
                 _StageRoIs(boxes[chosen], classes[chosen], matched[chosen], max_iou[chosen])
             )
+        first_stage = stage_rois
         for stage in range(num_stages):
             if stage > 0:
                 stage_rois = [
@@ -346,7 +351,7 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
                         stage_rois, torch.split(predicted, counts), strict=True
                     )
                 ]
-        return stage_rois
+        return first_stage, stage_rois
 
     def _relabel(
         self, boxes: Tensor, target: FrameTargets, stage: int, image_size: tuple[int, int]
@@ -373,8 +378,15 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
     def _mask_loss(
         self, features: list[Tensor], rois: list[_StageRoIs], targets: list[FrameTargets]
     ) -> Tensor:
-        """Mask R-CNN BCE on the last stage's kept foreground RoIs (0·sum when there are none)."""
-        foreground = [self._kept_foreground(image_rois) for image_rois in rois]
+        """Mask R-CNN BCE on stage 0's foreground RoIs (0·sum when there are none).
+
+        As in CUPS (detectron2's cascade heads): the mask head sees the sampled stage-0
+        proposals labelled foreground, with no DropLoss weight (DropLoss weighs the box heads).
+        """
+        num_classes = self.config.num_thing_classes
+        foreground = [
+            torch.nonzero(image_rois.classes != num_classes).flatten() for image_rois in rois
+        ]
         boxes = [
             image_rois.boxes[index] for image_rois, index in zip(rois, foreground, strict=True)
         ]

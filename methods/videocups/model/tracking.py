@@ -41,7 +41,7 @@ class TrackHead(nn.Module):
         self,
         in_channels: int,
         resolution: int,
-        embed_dim: int = 256,
+        embed_dim: int = 1024,
         *,
         num_convs: int = 0,
         conv_dim: int = 256,

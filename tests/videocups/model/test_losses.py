@@ -81,12 +81,14 @@ def test_fast_rcnn_losses_hand_values() -> None:
     assert loss_cls.item() == pytest.approx(2 * math.log(3.0) / 3)
     # Target dx = 10 · (1 / 10) = 1, the rest 0; L1 summed, divided by the 3 RoIs.
     assert loss_box.item() == pytest.approx(1 / 3)
-    # All dropped: zero, not NaN, and still differentiable.
+    # All dropped: classification zero, not NaN, and still differentiable; box regression of the
+    # foreground RoI is not weighted by DropLoss (CUPS / CutLER weigh only the cross-entropy).
     logits.requires_grad_()
     loss_cls, loss_box = fast_rcnn_losses(
         logits, deltas, proposals, classes, gt, torch.zeros(3), coder, 0.0
     )
-    assert loss_cls.item() == 0.0 and loss_box.item() == 0.0
+    assert loss_cls.item() == 0.0
+    assert loss_box.item() == pytest.approx(1 / 3)
     loss_cls.backward()
     assert logits.grad is not None and not logits.grad.any()
 
@@ -231,7 +233,7 @@ def test_loss_config_defaults_and_validation() -> None:
     config = LossConfig()
     assert config.cascade_foreground_ious == (0.5, 0.6, 0.7)
     assert config.drop_loss and config.drop_loss_iou == 0.5
-    assert (config.rpn_pre_nms_topk_train, config.rpn_post_nms_topk_train) == (2000, 1000)
+    assert (config.rpn_pre_nms_topk_train, config.rpn_post_nms_topk_train) == (2000, 4000)
     with pytest.raises(ValueError):
         LossConfig(rpn_negative_iou=0.8)
     with pytest.raises(ValueError):

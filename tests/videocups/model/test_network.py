@@ -140,7 +140,8 @@ def test_drop_loss_changes_only_the_roi_losses() -> None:
 def test_drop_loss_judges_the_regressed_boxes_not_the_proposals() -> None:
     # Stage 0's regression is set to move every box ten widths to the right: no prediction
     # overlaps a pseudo-instance any more, although the proposals include the GT boxes.
-    # DropLoss (Eq. 3) then drops every stage-0 RoI; vanilla training still has a loss.
+    # DropLoss (Eq. 3) then drops every stage-0 RoI's classification loss; vanilla training
+    # still has one. The box regression is not weighted (CUPS / CutLER): the same either way.
     generator = torch.Generator().manual_seed(0)
     clips = [_random_clip(generator, 2, 64, 96)]
     results = {}
@@ -153,8 +154,28 @@ def test_drop_loss_judges_the_regressed_boxes_not_the_proposals() -> None:
         losses = model(clips, torch.Generator().manual_seed(2))
         results[drop] = {name: value.detach() for name, value in losses.items()}
     assert float(results[True]["loss_cls_stage0"]) == 0.0
-    assert float(results[True]["loss_box_stage0"]) == 0.0
+    assert torch.equal(results[True]["loss_box_stage0"], results[False]["loss_box_stage0"])
+    assert float(results[True]["loss_box_stage0"]) > 0.0
     assert float(results[False]["loss_cls_stage0"]) > 0.1
+
+
+def test_mask_head_trains_on_stage_zero_proposals() -> None:
+    # CUPS' cascade heads (detectron2's CascadeROIHeads) give the mask head the sampled stage-0
+    # proposals. Moving every regressed box ten widths away changes which RoIs the later stages
+    # see (none is foreground any more) but must leave the mask loss exactly as it was.
+    generator = torch.Generator().manual_seed(0)
+    clips = [_random_clip(generator, 2, 64, 96)]
+    mask_losses = []
+    for shift in (0.0, 100.0):
+        model = _model(losses=dataclasses.replace(FAST_LOSSES, drop_loss=False))
+        with torch.no_grad():
+            for predictor in model.roi_heads.box_predictor:
+                predictor.bbox_pred.weight.zero_()
+                predictor.bbox_pred.bias.copy_(torch.tensor([shift, 0.0, 0.0, 0.0]))
+        losses = model(clips, torch.Generator().manual_seed(2))
+        mask_losses.append(losses["loss_mask"].detach())
+    assert float(mask_losses[0]) > 0.0
+    assert torch.equal(mask_losses[0], mask_losses[1])
 
 
 def _rectangle_clip() -> Clip:

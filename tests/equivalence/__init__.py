@@ -1,0 +1,1 @@
+"""Equivalence with the published implementations in ``../shared/reference-code`` (test oracles)."""

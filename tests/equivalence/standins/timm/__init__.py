@@ -1,0 +1,1 @@
+"""Test-only stand-in for ``timm`` (see ``standins/README.md``)."""

@@ -1,0 +1,5 @@
+"""Stand-in ``torchvision.io``: CUPS' data utilities import it; the compared models never read files."""
+
+from torchvision.io.image import ImageReadMode, read_image
+
+__all__ = ["ImageReadMode", "read_image"]
