@@ -42,9 +42,10 @@ def test_box_without_area_is_rejected() -> None:
         box_to_measurement((5.0, 5.0, 5.0, 9.0))
 
 
-def test_empty_box_for_degenerate_state() -> None:
-    """A state with non-positive area maps to an empty box at its centre, not to NaN."""
-    assert state_to_box(np.array([3.0, 4.0, -1.0, 1.0])) == (3.0, 4.0, 3.0, 4.0)
+def test_degenerate_state_gives_a_nan_box() -> None:
+    """As in the reference, negative area × ratio gives a NaN box (SORT then drops the track)."""
+    assert all(math.isnan(value) for value in state_to_box(np.array([3.0, 4.0, -1.0, 1.0])))
+    assert all(math.isnan(value) for value in state_to_box(np.array([3.0, 4.0, 0.0, 1.0]))[1::2])
 
 
 @pytest.mark.parametrize("trajectory", [moving_box, growing_square])

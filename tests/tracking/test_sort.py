@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vpsbench.tracking.kalman import Box
+from vpsbench.tracking.kalman import Box, KalmanNoise
 from vpsbench.tracking.sort import (
     Detection,
     Sort,
     SortConfig,
     TrackedDetection,
     associate,
+    associate_bewley,
     iou_matrix,
 )
 
@@ -63,12 +64,79 @@ def test_iou_matrix_hand_values() -> None:
     assert iou_matrix(np.zeros((0, 4)), second).shape == (0, 3)
 
 
-def test_hungarian_never_trades_a_valid_pair_for_rejected_ones() -> None:
+def strip(x1: float, x2: float) -> Box:
+    """A box spanning ``x1..x2`` and ``y 0..10``: IoU of two strips is that of their x-ranges."""
+    return (x1, 0.0, x2, 10.0)
+
+
+def test_threshold_first_never_trades_a_valid_pair_for_rejected_ones() -> None:
     """Only admissible pairs (IoU ≥ threshold) count, so the one valid assignment survives."""
-    iou = np.array([[0.35, 0.29], [0.29, 0.0]])
+    iou = np.array([[0.35, 0.31], [0.29, 0.0]])
     rows, columns = associate(iou, 0.3)
     assert rows.tolist() == [0]
     assert columns.tolist() == [0]
+
+
+def test_bewley_assigns_raw_iou_then_rejects_pairs_below_the_threshold() -> None:
+    """Detection 0 has two partners above 0.3, so the Hungarian runs on raw IoU: 0.31 + 0.29
+    beats 0.35, detection 0 goes to track 1 and the 0.29 pair is rejected afterwards."""
+    iou = np.array([[0.35, 0.31], [0.29, 0.0]])
+    rows, columns, unmatched = associate_bewley(iou, 0.3)
+    assert (rows.tolist(), columns.tolist(), unmatched.tolist()) == ([0], [1], [1])
+
+
+def test_bewley_takes_unique_partners_above_the_threshold_directly() -> None:
+    """With at most one partner above 0.3 per detection and track, those pairs are the matches,
+    even where raw-IoU Hungarian would prefer 0.29 + 0.29 over 0.35."""
+    iou = np.array([[0.35, 0.29], [0.29, 0.0]])
+    rows, columns, unmatched = associate_bewley(iou, 0.3)
+    assert (rows.tolist(), columns.tolist(), unmatched.tolist()) == ([0], [0], [1])
+
+
+def test_raw_iou_hungarian_and_threshold_first_continue_different_tracks() -> None:
+    """Tracks A (x 0..10) and B (x 10..20) stand still; detection 0 (x 2..17) overlaps A by
+    8/17 = 0.471 and B by 7/18 = 0.389, detection 1 (x -7..3) overlaps A by 3/17 = 0.176.
+    SORT maximises raw IoU (0.389 + 0.176 > 0.471): detection 0 continues B and the 0.176 pair is
+    rejected; threshold-first continues A. Detection 1 starts track 3 either way."""
+    detections = [Detection(strip(2.0, 17.0)), Detection(strip(-7.0, 3.0))]
+    np.testing.assert_allclose(
+        iou_matrix([d.box for d in detections], [strip(0.0, 10.0), strip(10.0, 20.0)]),
+        [[8 / 17, 7 / 18], [3 / 17, 0.0]],
+    )
+    ids = {}
+    for association in ("bewley", "threshold-first"):
+        tracker = Sort(SortConfig(association=association))
+        tracker.assign([Detection(strip(0.0, 10.0)), Detection(strip(10.0, 20.0))])
+        ids[association] = [item.track_id for item in tracker.assign(detections)]
+    assert ids == {"bewley": [2, 3], "threshold-first": [1, 3]}
+
+
+def test_births_follow_the_reference_order() -> None:
+    """Unmatched detections start tracks as in the reference: those the assignment left out
+    first, then those of rejected pairs. Here detection 0 (x -7..3, IoU 3/17 with track 1) is
+    assigned and rejected, detection 1 (far away) is left out, so detection 1 is born first."""
+    tracker = Sort()
+    tracker.assign([Detection(strip(0.0, 10.0))])
+    later = [Detection(strip(-7.0, 3.0)), Detection(strip(100.0, 110.0))]
+    assert [item.track_id for item in tracker.assign(later)] == [3, 2]
+    tracker = Sort(SortConfig(association="threshold-first"))
+    tracker.assign([Detection(strip(0.0, 10.0))])
+    assert [item.track_id for item in tracker.assign(later)] == [2, 3]
+
+
+def test_track_with_a_nan_prediction_is_deleted() -> None:
+    """A negative measurement variance makes the gain overshoot (k = 10011 / 5011 ≈ 2): the
+    area goes from 10000 to 10000 + 2 * (3600 - 10000) < 0, so the track's box and its next
+    prediction are NaN. As in the reference the track is deleted before association, and the
+    next detection starts track 2 (a kept track would linger until max_age)."""
+    tracker = Sort(SortConfig(noise=KalmanNoise(measurement_shape_variance=-5000.0)))
+    tracker.assign([Detection((0.0, 0.0, 100.0, 100.0))])
+    [second] = tracker.assign([Detection((0.0, 0.0, 60.0, 60.0))])
+    assert second.track_id == 1
+    assert all(np.isnan(second.box))
+    [third] = tracker.assign([Detection((0.0, 0.0, 60.0, 60.0))])
+    assert third.track_id == 2
+    assert tracker.active_track_ids == (2,)
 
 
 def test_assignments_below_the_threshold_are_rejected() -> None:
@@ -221,7 +289,7 @@ def test_min_hits_zero_outputs_every_detection() -> None:
 
 
 def test_ids_are_deterministic_and_never_reused() -> None:
-    """Same input, same ids; a new track always gets a larger id than every earlier one."""
+    """Same input, same ids; a frame's new tracks get the next ids, above every earlier one."""
     rng = np.random.default_rng(0)
     frames = []
     for _ in range(40):
@@ -233,11 +301,12 @@ def test_ids_are_deterministic_and_never_reused() -> None:
     for detections in frames:
         assignments = first.assign(detections)
         assert assignments == second.assign(detections)
-        for item in assignments:
-            if item.track_id not in seen_ids:
-                assert item.track_id > newest_id
-                newest_id = item.track_id
-                seen_ids.add(item.track_id)
+        ids = [item.track_id for item in assignments]
+        assert len(set(ids)) == len(ids)
+        born = sorted(set(ids) - seen_ids)
+        assert born == list(range(newest_id + 1, newest_id + 1 + len(born)))
+        newest_id += len(born)
+        seen_ids.update(born)
     assert newest_id > 1
 
 
@@ -256,6 +325,8 @@ def test_invalid_input_is_rejected() -> None:
         SortConfig(min_hits=-1)
     with pytest.raises(ValueError, match="iou_threshold"):
         SortConfig(iou_threshold=1.5)
+    with pytest.raises(ValueError, match="association"):
+        SortConfig(association="greedy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no area"):
         Detection((0.0, 0.0, 0.0, 5.0))
     with pytest.raises(ValueError, match="not finite"):

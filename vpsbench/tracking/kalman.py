@@ -5,12 +5,12 @@ with velocities for all but the aspect ratio, which the paper models as constant
 observed directly as ``[x, y, s, r]``. The paper gives no noise covariances; the defaults of
 :class:`KalmanNoise` are the values the authors' reference implementation uses (large initial
 velocity uncertainty, measured scale and ratio ten times noisier than the centre, small process
-noise on velocities).
+noise on velocities), and the filter runs the same equations (filterpy's ``KalmanFilter``:
+``K = P Hᵀ S⁻¹``, Joseph-form covariance update), so a track's boxes match the reference's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,10 +76,15 @@ def box_to_measurement(box: Box) -> FloatArray:
 
 
 def state_to_box(state: FloatArray) -> Box:
-    """``[x, y, s, r, …]`` → ``(x1, y1, x2, y2)``; non-positive area or ratio → an empty box."""
+    """``[x, y, s, r, …]`` → ``(x1, y1, x2, y2)`` with ``w = √(s·r)``, ``h = s / w``.
+
+    As in the reference, a state with ``s·r < 0`` or ``w = 0`` gives a NaN or infinite box
+    (SORT deletes a track whose prediction is not finite), never a silently clipped one.
+    """
     centre_x, centre_y, scale, ratio = (float(value) for value in state[:MEASUREMENT_SIZE])
-    width = math.sqrt(scale * ratio) if scale > 0 and ratio > 0 else 0.0
-    height = scale / width if width > 0 else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = np.sqrt(np.float64(scale) * np.float64(ratio))
+        width, height = float(root), float(np.float64(scale) / root)
     return (
         centre_x - width / 2,
         centre_y - height / 2,
@@ -118,22 +123,20 @@ class BoxKalmanFilter:
     def predict(self) -> Box:
         """Advance one frame; a scale velocity that would make the area non-positive is zeroed."""
         if self._state[_SCALE] + self._state[_SCALE_VELOCITY] <= 0:
-            self._state[_SCALE_VELOCITY] = 0.0
+            self._state[_SCALE_VELOCITY] *= 0.0
         self._state = TRANSITION @ self._state
         self._covariance = TRANSITION @ self._covariance @ TRANSITION.T + self._process_covariance
         return self.box
 
     def update(self, box: Box) -> Box:
         """Correct the state with an observed box (Joseph form keeps the covariance symmetric)."""
+        covariance_observed = self._covariance @ OBSERVATION.T
+        innovation_covariance = OBSERVATION @ covariance_observed + self._measurement_covariance
+        gain = covariance_observed @ np.linalg.inv(innovation_covariance)
         residual = box_to_measurement(box) - OBSERVATION @ self._state
-        innovation_covariance = (
-            OBSERVATION @ self._covariance @ OBSERVATION.T + self._measurement_covariance
-        )
-        gain = np.linalg.solve(innovation_covariance, OBSERVATION @ self._covariance).T
         self._state = self._state + gain @ residual
         correction = np.eye(STATE_SIZE) - gain @ OBSERVATION
-        self._covariance = (
-            correction @ self._covariance @ correction.T
-            + gain @ self._measurement_covariance @ gain.T
-        )
+        self._covariance = (correction @ self._covariance) @ correction.T + (
+            gain @ self._measurement_covariance
+        ) @ gain.T
         return self.box

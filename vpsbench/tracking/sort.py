@@ -1,27 +1,35 @@
-"""SORT, Simple Online and Realtime Tracking (Bewley et al. 2016), re-implemented from the paper.
+"""SORT, Simple Online and Realtime Tracking (Bewley et al. 2016), as the authors' ``sort.py`` runs.
 
-Per frame: every track's Kalman filter predicts its box; detections are assigned to the predicted
-boxes by the Hungarian algorithm on IoU, assignments below ``iou_threshold`` are rejected; matched
-tracks are corrected with their detection, every unmatched detection starts a tentative track,
-and a track unmatched for more than ``max_age`` consecutive frames is deleted. Track ids start at 1
-and are never reused. Defaults are the paper's (``max_age`` 1, IoU 0.3) and its reference code's
-(``min_hits`` 3).
+Per frame: every track's Kalman filter predicts its box (a track whose prediction is not finite is
+deleted); detections are assigned to the predicted boxes on IoU, matched tracks are corrected
+with their detection, every unmatched detection starts a tentative track, and a track unmatched
+for more than ``max_age`` consecutive frames is deleted. Track ids start at 1 and are never
+reused. Defaults are the paper's (``max_age`` 1, IoU 0.3) and its reference code's
+(``min_hits`` 3). Where the paper is silent this follows the reference ``sort.py`` (abewley/sort),
+whose output it reproduces row for row (``tests/equivalence/test_sort_mot15.py``):
 
-Where the paper is silent, this follows the authors' reference implementation:
-
+* association (``"bewley"``): when every detection and every track has at most one partner with
+  IoU strictly above the threshold, those pairs are the matches; otherwise the Hungarian
+  algorithm maximises the summed *raw* IoU, and matched pairs with IoU below the threshold are
+  then rejected (so a valid pair can be traded for two that are rejected afterwards);
+* unmatched detections start tracks in the reference's order: those the assignment left out, in
+  input order, then those of rejected pairs, in input order;
 * a track is output in a frame only when it is matched (or born) in it and its current streak of
   consecutive matches after the birth frame has reached ``min_hits``, or the video is still in its
   first ``min_hits`` frames; so a new object is output from its ``min_hits + 1``-th consecutive
   detection, and a track that misses a frame is hidden again until a new streak of ``min_hits``
   (``SortConfig.sticky_confirmation`` keeps a once-output track output instead);
 * deletion happens after association, so with ``max_age = 1`` a track missed in one frame can
-  still be matched in the next (a one-frame gap keeps its id, a two-frame gap does not);
-* a predicted area that would turn non-positive stops shrinking.
+  still be matched in the next (a one-frame gap keeps its id, a two-frame gap does not).
 
-One deliberate difference: the Hungarian algorithm maximises the summed IoU of the *admissible*
-pairs only (IoU ≥ threshold), so a valid pair is never traded for two pairs that are both rejected
-afterwards; the reference maximises raw IoU when a detection overlaps several tracks above the
-threshold. Both agree whenever every detection and track has at most one admissible partner.
+``association="threshold-first"`` instead runs the Hungarian algorithm on the admissible pairs
+only (IoU ≥ threshold), which never trades a valid pair for rejected ones; it is not SORT's rule.
+
+Two known differences, neither changing tracks or boxes: the Hungarian solver is SciPy's, not
+``lap.lapjv``, so where several assignments tie (pairs of zero IoU, all rejected) detections may
+be born in another order and same-frame births get their ids swapped; and a prediction that is
+infinite but not NaN deletes the track here (the reference drops its row but keeps the track,
+misaligning its track indices).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +46,8 @@ from scipy.optimize import linear_sum_assignment
 from vpsbench.tracking.kalman import Box, BoxKalmanFilter, FloatArray, KalmanNoise
 
 IndexArray = npt.NDArray[np.intp]
+Association = Literal["bewley", "threshold-first"]
+ASSOCIATIONS: tuple[Association, ...] = ("bewley", "threshold-first")
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class SortConfig:
     iou_threshold: float = 0.3
     sticky_confirmation: bool = False
     noise: KalmanNoise = field(default_factory=KalmanNoise)
+    association: Association = "bewley"
 
     def __post_init__(self) -> None:
         if self.max_age < 0:
@@ -72,6 +84,8 @@ class SortConfig:
             raise ValueError(f"min_hits must be >= 0, got {self.min_hits}")
         if not 0.0 <= self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        if self.association not in ASSOCIATIONS:
+            raise ValueError(f"association must be one of {ASSOCIATIONS}, got {self.association!r}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,10 @@ def iou_matrix(boxes_a: npt.ArrayLike, boxes_b: npt.ArrayLike) -> FloatArray:
 
 
 def associate(iou: FloatArray, iou_threshold: float) -> tuple[IndexArray, IndexArray]:
-    """Hungarian assignment maximising the IoU of admissible pairs (IoU ≥ threshold and > 0)."""
+    """Threshold-first Hungarian: maximise the IoU of admissible pairs (IoU ≥ threshold, > 0).
+
+    Not SORT's rule (see :func:`associate_bewley`); clip stitching and ``"threshold-first"`` use it.
+    """
     if iou.size == 0:
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty
@@ -131,6 +148,41 @@ def associate(iou: FloatArray, iou_threshold: float) -> tuple[IndexArray, IndexA
     rows, columns = linear_sum_assignment(np.where(admissible, iou, 0.0), maximize=True)
     keep = admissible[rows, columns]
     return rows[keep].astype(np.intp), columns[keep].astype(np.intp)
+
+
+def associate_bewley(
+    iou: FloatArray, iou_threshold: float
+) -> tuple[IndexArray, IndexArray, IndexArray]:
+    """SORT's association of detections (rows) to tracks (columns), as the reference code does it.
+
+    Returns the matched rows and columns (by row) and the unmatched rows in the order the
+    reference starts tracks for them: rows the assignment left out, then rows of rejected pairs.
+    """
+    num_rows, num_columns = iou.shape
+    if min(num_rows, num_columns) == 0:
+        rows = columns = np.zeros(0, dtype=np.intp)
+    else:
+        above = iou > iou_threshold
+        if above.sum(axis=1).max() == 1 and above.sum(axis=0).max() == 1:
+            rows, columns = np.nonzero(above)
+        else:
+            rows, columns = linear_sum_assignment(iou, maximize=True)
+        rows, columns = rows.astype(np.intp), columns.astype(np.intp)
+    keep = iou[rows, columns] >= iou_threshold
+    assigned = np.zeros(num_rows, dtype=bool)
+    assigned[rows] = True
+    unmatched = np.concatenate([np.flatnonzero(~assigned), rows[~keep]]).astype(np.intp)
+    return rows[keep], columns[keep], unmatched
+
+
+def _associate_threshold_first(
+    iou: FloatArray, iou_threshold: float
+) -> tuple[IndexArray, IndexArray, IndexArray]:
+    """:func:`associate` with the unmatched rows in input order, for ``"threshold-first"``."""
+    rows, columns = associate(iou, iou_threshold)
+    matched = np.zeros(iou.shape[0], dtype=bool)
+    matched[rows] = True
+    return rows, columns, np.flatnonzero(~matched).astype(np.intp)
 
 
 class Sort:
@@ -173,7 +225,14 @@ class Sort:
         predicted_boxes = self._predict_tracks()
         detection_boxes = np.array([detection.box for detection in detections], dtype=np.float64)
         iou = iou_matrix(detection_boxes, predicted_boxes)
-        matched_detections, matched_tracks = associate(iou, self.config.iou_threshold)
+        if self.config.association == "bewley":
+            matched_detections, matched_tracks, unmatched = associate_bewley(
+                iou, self.config.iou_threshold
+            )
+        else:
+            matched_detections, matched_tracks, unmatched = _associate_threshold_first(
+                iou, self.config.iou_threshold
+            )
 
         track_of_detection: dict[int, _Track] = {}
         for detection_index, track_index in zip(
@@ -184,16 +243,11 @@ class Sort:
             track.hit_streak += 1
             track.frames_since_update = 0
             track_of_detection[detection_index] = track
-        for track in self._tracks:
-            if track.frames_since_update > 0:
-                track.hit_streak = 0
-        for detection_index, detection in enumerate(detections):
-            if detection_index not in track_of_detection:
-                track = _Track(
-                    self.allocate_id(), BoxKalmanFilter(detection.box, self.config.noise)
-                )
-                self._tracks.append(track)
-                track_of_detection[detection_index] = track
+        for detection_index in unmatched.tolist():
+            detection = detections[detection_index]
+            track = _Track(self.allocate_id(), BoxKalmanFilter(detection.box, self.config.noise))
+            self._tracks.append(track)
+            track_of_detection[detection_index] = track
 
         assignments = []
         for detection_index, detection in enumerate(detections):
@@ -211,11 +265,16 @@ class Sort:
         return assignments
 
     def _predict_tracks(self) -> FloatArray:
-        """Advance every track one frame, drop those whose prediction broke, return their boxes."""
+        """Advance every track one frame, drop those whose prediction broke, return their boxes.
+
+        As in the reference, a track missed in the previous frame restarts its hit streak here.
+        """
         predicted: list[Box] = []
         surviving: list[_Track] = []
         for track in self._tracks:
             box = track.motion.predict()
+            if track.frames_since_update > 0:
+                track.hit_streak = 0
             track.frames_since_update += 1
             if all(math.isfinite(value) for value in box):
                 predicted.append(box)
