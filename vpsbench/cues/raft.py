@@ -43,6 +43,7 @@ from vpsbench.cues.raft_model import (
     raft_state_dict,
     read_smurf_checkpoint,
 )
+from vpsbench.errors import InputError
 
 RAFT_WEIGHTS = (
     "github.com/princeton-vl/RAFT (download_models.sh: raft-things.pth, raft-kitti.pth, "
@@ -55,11 +56,23 @@ SMURF_WEIGHTS = (
 )
 
 
+#: A key only RAFT-small's weights hold (its update block has a plain 3×3 ConvGRU).
+RAFT_SMALL_KEY = "update_block.gru.convz.weight"
+
+
 def read_raft_weights(path: Path) -> dict[str, torch.Tensor]:
     """RAFT-named weights from a PyTorch checkpoint, or converted from SMURF's TF checkpoint."""
     if is_tensorflow_checkpoint(path):
         return read_smurf_checkpoint(path)
-    return raft_state_dict(tensors_only(read_checkpoint(path)))
+    state = raft_state_dict(tensors_only(read_checkpoint(path)))
+    if RAFT_SMALL_KEY in state:
+        # raft-small.pth ships beside the large models: name it rather than its missing keys.
+        raise InputError(
+            path,
+            "these are RAFT-small weights; the raft provider runs RAFT-large "
+            "(use raft-things.pth, raft-sintel.pth or raft-kitti.pth)",
+        )
+    return state
 
 
 @register_cue
