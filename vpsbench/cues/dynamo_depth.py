@@ -15,7 +15,8 @@ architecture and with the module names of the published checkpoints:
   ``m = sigmoid(0.01 · field)`` at the input resolution.
 
 The complete-3D-flow decoder ``motion_dec`` is only needed for training and is not built (its
-keys are ignored). The LiteMono depth variant is not implemented.
+keys are ignored). The LiteMono depth variant is not implemented (its checkpoints are refused with
+a clear error).
 
 **Checkpoint layout.** Dynamo-Depth saves one file per module in a folder (``depth_enc.pth``,
 ``depth_dec.pth``, ``pose_enc.pth``, ``pose_dec.pth``, ``motion_enc.pth``, ``motion_dec.pth``,
@@ -81,6 +82,8 @@ MONODEPTH2_FILES = {"depth_enc": "encoder.pth", "depth_dec": "depth.pth"}
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 DISPARITY_SCALES = (0, 1, 2, 3)
 DEFAULT_INPUT_SIZE = (192, 640)  # Dynamo-Depth's KITTI training size, when a checkpoint has none
+# Top-level modules of Lite-Mono's encoder (the depth network of Dynamo-Depth's non-MD2 models).
+LITE_MONO_KEYS = ("downsample_layers.", "stem2.", "stages.")
 
 
 def _apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -339,6 +342,12 @@ def load_dynamo_depth(
                 raise InputError(path, f"checkpoint has no {module!r} weights (keys {module}.*)")
     for module in net.module_names():
         state = canonical_state(module, by_module[module])
+        if module == "depth_enc" and any(key.startswith(LITE_MONO_KEYS) for key in state):
+            raise InputError(
+                f"{sources[module]} [{module}]",
+                "holds a Lite-Mono depth encoder (Dynamo-Depth's K_/N_Dynamo-Depth checkpoints), "
+                "which vpsbench does not implement; use the *_Dynamo-Depth_MD2 checkpoints",
+            )
         load_state_checked(net.get_submodule(module), state, f"{sources[module]} [{module}]")
     net.eval()
     return net, _input_size_from(by_module["depth_enc"])
