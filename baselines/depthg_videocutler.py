@@ -3,9 +3,11 @@
 As the paper builds it (Sec. 4): DepthG gives per-frame semantic pseudo-classes, VideoCutLER
 class-agnostic video instance masks on 30-frame clips with a 5-frame overlap (long videos
 exhaust its memory otherwise), instance ids are aligned across clips by IoU, and the two are fused
-with VideoCUPS' pseudo-labelling rules (Sec. 3.1): a pseudo-class is a thing when at least ψ_ts
-of its pixels lie inside instance masks (over the whole split), and every instance takes the
-majority pseudo-class of its masks over the video; instances of stuff classes are dropped.
+with VideoCUPS' pseudo-labelling rules (Sec. 3.1), the very functions its pseudo-label stage
+runs: every instance takes the majority pseudo-class of its masks over the video
+(``align_semantics_to_tracks``), a pseudo-class is a thing when more than ψ_ts of its pixels lie
+inside instance masks over the whole split (``thing_stuff_split``, ψ_ts = 0.08 as VideoCUPS),
+and instances of stuff classes lose their ids (``finalize_clip``).
 
 Sources: ``weights``/``depthg_weights``/``dino_weights`` for the published networks; otherwise
 the weight-free stand-ins (semantics: :mod:`baselines.weight_free`; video instances: its
@@ -23,6 +25,12 @@ import numpy as np
 
 from baselines.sort_baselines import CLUSTER_STAGE, MODEL_FILE
 from baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
+from methods.videocups.pseudo_labels import finalize_clip
+from methods.videocups.temporal import (
+    PSI_THING_STUFF,
+    align_semantics_to_tracks,
+    thing_stuff_split,
+)
 from vpsbench.cues import VideoClip
 from vpsbench.errors import VpsbenchError
 from vpsbench.formats.atomic import atomic_write_text
@@ -56,7 +64,9 @@ class DepthGVideoCutLERConfig(MethodConfig):
     clip_length: int = field(default=30, metadata={"help": "frames per VideoCutLER clip"})
     clip_overlap: int = field(default=5, metadata={"help": "frames shared by adjacent clips"})
     align_iou: float = field(default=0.5, metadata={"help": "IoU to carry an id across clips"})
-    thing_ratio: float = field(default=0.5, metadata={"help": "ψ_ts of the thing/stuff split"})
+    psi_thing_stuff: float = field(
+        default=PSI_THING_STUFF, metadata={"help": "ψ_ts of the thing/stuff split (VideoCUPS')"}
+    )
     num_pseudo_classes: int = field(default=27, metadata={"help": "weight-free stand-in"})
     features: str = field(default="handcrafted", metadata={"help": "weight-free stand-in"})
     depth: str = field(default="none", metadata={"help": "depth cue of the stand-in"})
@@ -198,7 +208,7 @@ class DepthGVideoCutLER(Method):
 
         return semantic_of, instances_of
 
-    # -- predict: thing/stuff split over the split, majority class per instance ----------------
+    # -- predict: VideoCUPS' fusion (Sec. 3.1): per-track majority class, thing/stuff split -----
     def _fuse_and_predict(self, context: RunContext) -> None:
         totals = np.zeros(0)
         inside = np.zeros(0)
@@ -207,29 +217,21 @@ class DepthGVideoCutLER(Method):
             counts = json.loads(path.read_text())
             totals = _add_counts(totals, np.array(counts["class_pixels"]))
             inside = _add_counts(inside, np.array(counts["inside_instances"]))
-        ratio = np.divide(inside, totals, out=np.zeros_like(totals), where=totals > 0)
-        things = ratio >= self.settings.thing_ratio
+        things = thing_stuff_split(totals, inside, self.settings.psi_thing_stuff)
         context.log(f"{PREDICT_STAGE}: pseudo thing classes {np.flatnonzero(things).tolist()}")
         for sequence in context.pending(PREDICT_STAGE):
             folder = context.run_dir / SEGMENT_STAGE / sequence.name
             frames = [read_npz(folder / f"{f.name}.npz") for f in sequence.frames]
-            votes: dict[int, np.ndarray] = {}
-            for frame in frames:
-                tracked = frame.instance > 0
-                for track in np.unique(frame.instance[tracked]):
-                    labels = frame.semantic[frame.instance == track]
-                    counts = np.bincount(labels, minlength=things.size)
-                    votes[int(track)] = (
-                        votes.get(int(track), np.zeros(things.size)) + counts[: things.size]
-                    )
-            majority = {track: int(np.argmax(v)) for track, v in votes.items()}
-            for ref, frame in zip(sequence.frames, frames, strict=True):
-                semantic = frame.semantic.copy()
-                instance = np.zeros_like(frame.instance)
-                for track, cls in majority.items():
-                    if cls < things.size and things[cls]:
-                        mask = frame.instance == track
-                        semantic[mask] = cls
-                        instance[mask] = track
-                context.write_prediction(ref, PanopticFrame(semantic, instance))
+            aligned, _ = align_semantics_to_tracks(
+                [frame.semantic for frame in frames], [frame.instance for frame in frames]
+            )
+            fused = finalize_clip(
+                [
+                    PanopticFrame(semantic, frame.instance)
+                    for semantic, frame in zip(aligned, frames, strict=True)
+                ],
+                things,
+            )
+            for ref, prediction in zip(sequence.frames, fused, strict=True):
+                context.write_prediction(ref, prediction)
             context.mark_done(PREDICT_STAGE, sequence.name)

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 from baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
 from vpsbench.cues import VideoClip
@@ -25,7 +25,7 @@ from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.methods import PREDICT_STAGE, Method, MethodConfig, RunContext
 from vpsbench.predictions import PredictionSource
 from vpsbench.tracking.panoptic import track_panoptic_video
-from vpsbench.tracking.sort import SortConfig
+from vpsbench.tracking.sort import ASSOCIATIONS, Association, SortConfig
 from vpsbench.video import PanopticFrame
 
 CLUSTER_STAGE = "cluster"
@@ -43,6 +43,14 @@ class SortBaselineConfig(MethodConfig):
     max_age: int = field(default=1, metadata={"help": "SORT: frames a track survives unmatched"})
     min_hits: int = field(default=3, metadata={"help": "SORT: matches before a track is output"})
     iou_threshold: float = field(default=0.3, metadata={"help": "SORT: minimum IoU to associate"})
+    association: str = field(
+        default="bewley",
+        metadata={"help": "SORT: bewley (Hungarian on raw IoU, as published) | threshold-first"},
+    )
+    class_vote: bool = field(
+        default=False,
+        metadata={"help": "ours, off as in the paper: a track's pixels take its majority class"},
+    )
     num_pseudo_classes: int = field(default=27, metadata={"help": "weight-free stand-in"})
     features: str = field(default="handcrafted", metadata={"help": "weight-free stand-in"})
     depth: str = field(default="none", metadata={"help": "depth cue of the stand-in"})
@@ -55,6 +63,22 @@ class SortBaselineConfig(MethodConfig):
     min_instance_area: int = field(default=30, metadata={"help": "stand-in: pixels"})
     max_instance_fraction: float = field(default=0.05, metadata={"help": "stand-in: of frame"})
     seed: int = field(default=0, metadata={"help": "weight-free stand-in"})
+
+    def __post_init__(self) -> None:
+        if self.association not in ASSOCIATIONS:
+            raise VpsbenchError(
+                f"--set association={self.association!r}: expected one of {', '.join(ASSOCIATIONS)}"
+            )
+
+    @property
+    def sort_config(self) -> SortConfig:
+        """SORT's hyper-parameters (Bewley et al.'s by default, as the paper's baselines use)."""
+        return SortConfig(
+            self.max_age,
+            self.min_hits,
+            self.iou_threshold,
+            association=cast(Association, self.association),
+        )
 
     def weight_free(self) -> WeightFreeSettings:
         return WeightFreeSettings(
@@ -103,13 +127,13 @@ class SortBaseline(Method):
                 context.log(f"{CLUSTER_STAGE}: pseudo thing classes {sorted(model.thing_classes)}")
             return
         predict_frame = self._frame_predictor(context)
-        tracking = SortConfig(
-            self.settings.max_age, self.settings.min_hits, self.settings.iou_threshold
-        )
+        tracking = self.settings.sort_config
         for sequence in context.pending(PREDICT_STAGE):
             clip = VideoClip(context.dataset, context.split, sequence)
             per_frame = (predict_frame(clip, t) for t in range(len(clip)))
-            tracked = track_panoptic_video(per_frame, config=tracking)
+            tracked = track_panoptic_video(
+                per_frame, config=tracking, carry_class=self.settings.class_vote
+            )
             for frame, prediction in zip(sequence.frames, tracked, strict=True):
                 context.write_prediction(frame, prediction)
             context.mark_done(PREDICT_STAGE, sequence.name)

@@ -8,8 +8,9 @@ SORT does not output yet (or any more) keeps its class and gets instance 0 (``"d
 like SORT, which reports only confirmed tracks) or a fresh one-frame id (``"new-id"``, from the
 tracker's id counter, so it never clashes with a track). With ``carry_class`` the pixels of a
 confirmed track get the track's class, the majority over all its detections so far (ties keep the
-class that reached the count first), so a track has one class; otherwise each segment keeps its
-own. Streaming: one frame in, one frame out; state is the live tracks only.
+class that reached the count first), so a track has one class; otherwise (the default: SORT only
+assigns ids, and the paper's baselines add nothing to it) each segment keeps its own. Streaming:
+one frame in, one frame out; state is the live tracks only.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def track_panoptic_video(
     frames: Iterable[PanopticFrame],
     thing_classes: Collection[int] | None = None,
     config: SortConfig | None = None,
-    carry_class: bool = True,
+    carry_class: bool = False,
     unconfirmed: UnconfirmedPolicy | str = UnconfirmedPolicy.DROP_INSTANCE,
 ) -> Iterator[PanopticFrame]:
     """Give per-frame thing segments temporally consistent ids with SORT (Bewley et al. 2016)."""
