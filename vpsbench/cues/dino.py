@@ -15,6 +15,7 @@ cell (i, j) is exactly frame pixels ``[i·stride, (i+1)·stride) × [j·stride, 
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from pathlib import Path
@@ -125,7 +126,11 @@ def load_dino(
         path = Path(weights).expanduser()
         if not path.is_file():
             raise MissingWeightsError("dino", path, published(chosen or DEFAULT_ARCH))
-    state = canonical_vit_state(read_checkpoint(path))
+    # DINO's training checkpoints (checkpoint.pth, *_full_checkpoint.pth) pickle main_dino.py's
+    # argparse.Namespace as "args": allow that plain attribute holder, and still nothing that runs.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        entries = read_checkpoint(path)
+    state = canonical_vit_state(entries)
     inferred = infer_arch(state)
     if chosen and inferred and chosen != inferred:
         raise InputError(path, f"holds DINO {inferred} weights, not {chosen} (set arch={inferred})")

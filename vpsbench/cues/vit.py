@@ -6,7 +6,8 @@ Pure PyTorch, with the parameter names of DINO's ``vision_transformer.py`` (whic
 ``norm``. Pre-norm blocks, LayerNorm ε = 1e-6, GELU MLP of ratio 4, biased qkv. The learned
 position embedding of the 224-pixel pre-training grid is resized bicubically to any input grid the
 way DINO does it (``interpolate_pos_encoding``: scale factors ``(grid + 0.1) / side``), so
-non-square and larger inputs work.
+non-square and larger inputs work. ``last_self_attention`` gives the last block's attention maps
+(DINO's ``get_last_selfattention``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,15 @@ class Attention(nn.Module):
         out: torch.Tensor = self.proj(merged)
         return out, keys
 
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax attention (B, heads, N, N) of every token over all tokens (DINO's maps)."""
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
+        query, key, _ = qkv.permute(2, 0, 3, 1, 4)
+        scores = query @ key.transpose(-2, -1) * (dim // self.num_heads) ** -0.5
+        attention: torch.Tensor = scores.softmax(dim=-1)
+        return attention
+
 
 class Mlp(nn.Module):
     """Two-layer GELU MLP of a transformer block."""
@@ -176,8 +186,8 @@ class VisionTransformer(nn.Module):
         patches = resized.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
         return torch.cat([self.pos_embed[:, :1], patches.to(self.pos_embed.dtype)], dim=1)
 
-    def forward(self, images: torch.Tensor, facet: Facet = "tokens") -> torch.Tensor:
-        """Last-layer patch tokens (after the final norm) or last-block keys, as (B, D, h, w)."""
+    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """Class + patch tokens with position embedding (B, 1 + h·w, D), and the grid h, w."""
         batch, _, height, width = images.shape
         patch = self.config.patch_size
         if height % patch or width % patch:
@@ -185,7 +195,21 @@ class VisionTransformer(nn.Module):
         grid_height, grid_width = height // patch, width // patch
         tokens = self.patch_embed(images)
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
-        x = tokens + self.position_embedding(grid_height, grid_width)
+        return tokens + self.position_embedding(grid_height, grid_width), grid_height, grid_width
+
+    def last_self_attention(self, images: torch.Tensor) -> torch.Tensor:
+        """Last block's attention (B, heads, 1 + h·w, 1 + h·w), class token first, as in DINO."""
+        x, _, _ = self._embed(images)
+        for block in self.blocks[:-1]:
+            x, _ = block(x)
+        last = self.blocks[-1]
+        assert isinstance(last, Block)
+        return last.attn.weights(last.norm1(x))
+
+    def forward(self, images: torch.Tensor, facet: Facet = "tokens") -> torch.Tensor:
+        """Last-layer patch tokens (after the final norm) or last-block keys, as (B, D, h, w)."""
+        batch = images.shape[0]
+        x, grid_height, grid_width = self._embed(images)
         keys = x
         for block in self.blocks:
             x, keys = block(x)
