@@ -68,7 +68,7 @@ class FarnebackFlow(FlowProvider):
         flow = cv2.calcOpticalFlowFarneback(
             _gray(clip, source),
             _gray(clip, target),
-            None,  # type: ignore[call-overload]
+            None,  # type: ignore[call-overload, unused-ignore]  # stubs differ: OpenCV 4 vs 5
             pyr_scale=0.5,
             levels=self.levels,
             winsize=self.window,
