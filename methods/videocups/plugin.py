@@ -1,6 +1,8 @@
 """The ``videocups`` method plugin: stages ``pseudo-label`` (Sec. 3.1), ``train`` and ``predict``.
 
-``pseudo-label`` labels the training split (``train_split``) and writes, in the run directory,
+``pseudo-label`` labels the training split (``train_split`` of ``train_dataset``: for the real
+datasets the unlabelled ``cityscapes-sequence`` video, as in the paper; for synthetic and
+third-party datasets the evaluated dataset) and writes, in the run directory,
 ``pseudo-label/labels/<seq>/<frame>.png`` (STEP PNGs in the submission format, so
 ``vpsbench evaluate --pred <run>/pseudo-label/labels`` scores them), ``pseudo-label/summary.json``
 (tracks, track lengths, thing/stuff pseudo-classes) and the fitted centroids. Sequences are
@@ -44,6 +46,14 @@ from vpsbench.video import PanopticFrame, SequenceRef
 
 PSEUDO_LABEL_STAGE = "pseudo-label"
 TRAIN_STAGE = "train"
+#: Training video of an evaluated dataset where it is another dataset (paper Sec. 4: VideoCUPS
+#: is trained once on the Cityscapes training sequences and evaluated on Cityscapes-VPS, and
+#: cross-domain on KITTI-STEP, Waymo and MOTS). Other datasets (synthetic, third-party) train
+#: on their own ``train_split``.
+TRAINING_VIDEO = {
+    name: "cityscapes-sequence"
+    for name in ("cityscapes-vps", "kitti-step", "kitti-mots", "waymo", "mots")
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,10 @@ class VideoCupsConfig(MethodConfig):
     radius: int = field(default=8, metadata={"help": "Chebyshev radius r (Eq. 1)"})
     tau_depth: float = field(default=0.02, metadata={"help": "relative depth τ_d (Eq. 1)"})
     tau_flow: float = field(default=0.04, metadata={"help": "relative flow τ_f (Eq. 1)"})
-    min_instance_area: int = field(default=20, metadata={"help": "smallest region kept"})
+    min_instance_area: int = field(
+        default=0,
+        metadata={"help": "ours, 0 = off as in the paper: smallest instance kept"},
+    )
     depth_guided: bool = field(default=True, metadata={"help": "Eq. 2 fusion (Table 3)"})
     crf: bool = field(default=True, metadata={"help": "dense CRF"})
     propagation: bool = field(default=True, metadata={"help": "propagation & tracking"})
@@ -80,6 +93,17 @@ class VideoCupsConfig(MethodConfig):
     seed: int = field(default=0, metadata={"help": "k-means seed"})
     train_split: str = field(
         default="train", metadata={"help": "split pseudo-labelled and trained on (paper: train)"}
+    )
+    train_dataset: str = field(
+        default="auto",
+        metadata={
+            "help": "dataset trained on (auto: cityscapes-sequence for the real datasets, "
+            "as in the paper; the evaluated one for synthetic)"
+        },
+    )
+    train_root: Path | None = field(
+        default=None,
+        metadata={"help": "root of train_dataset (default: config file / $VPSBENCH_DATA)"},
     )
     train_config: str = field(
         default="auto",
@@ -194,12 +218,22 @@ class VideoCups(Method):
             raise VpsbenchError(f"videocups has no stage {stage!r}")
         self._pseudo_label(self.training_context(context))
 
+    def training_dataset(self, evaluated: Dataset) -> Dataset:
+        """The dataset trained on: ``train_dataset`` (auto: :data:`TRAINING_VIDEO` or itself)."""
+        name = self.settings.train_dataset
+        if name == "auto":
+            name = TRAINING_VIDEO.get(evaluated.name, evaluated.name)
+        if name == evaluated.name and self.settings.train_root is None:
+            return evaluated
+        protocol = dict(evaluated.protocol) if name == evaluated.name else {}
+        return open_dataset(name, self.settings.train_root, protocol)
+
     def training_context(self, context: RunContext) -> RunContext:
         """The run context of the training split (the evaluated split's when they are equal)."""
         split = self.settings.train_split
-        if split == context.split:
+        dataset = self.training_dataset(context.dataset)
+        if dataset is context.dataset and split == context.split:
             return context
-        dataset = context.dataset
         if dataset.name == "synthetic" and not (dataset.root / "images" / split).is_dir():
             from vpsbench.datasets.synthetic import Synthetic, prepare_synthetic
 
@@ -222,7 +256,7 @@ class VideoCups(Method):
         except (OSError, VpsbenchError) as error:
             raise VpsbenchError(
                 f"{dataset.name} has no readable {split!r} split to train on ({error}); "
-                "set train_split"
+                "set it with --set train_split=…, train_dataset=… or train_root=DIR"
             ) from None
         return RunContext(dataset, split, context.run_dir, context.device, sequences, context.log)
 
