@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812
+from PIL import Image
 from torch import Tensor, nn
 
 from vpsbench.cues.base import MissingWeightsError
@@ -586,6 +587,9 @@ class VideoMask2Former(nn.Module):
         pad_w = -width % divisor
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h))
+        # A contiguous NCHW batch as ImageList builds it: a channels-last view (frames stacked
+        # from HWC arrays) runs other conv kernels, whose rounding the GroupNorms amplify.
+        images = images.contiguous()
         class_logits, mask_logits = self.sem_seg_head(self.backbone(images))
         return class_logits, mask_logits
 
@@ -604,9 +608,10 @@ class VideoMask2Former(nn.Module):
     ) -> list[LabelMap]:
         """Class-agnostic video instances of a clip: one int32 id map per frame (0 = background).
 
-        Frames are RGB uint8 (H, W, 3), resized to the test size (antialiased bilinear). Query q
-        becomes id q + 1 in every frame. Defaults follow VideoCutLER: its inference keeps the
-        top 10 queries and its demo a 0.8 confidence threshold.
+        Frames are RGB uint8 (H, W, 3), resized to the test size as VideoCutLER's test-time
+        ``ResizeShortestEdge`` does (:func:`resize_frame`). Query q becomes id q + 1 in every
+        frame. Defaults follow VideoCutLER: its inference keeps the top 10 queries
+        (``VideoMaskFormer.inference_video``) and its demo (``demo.sh``) a 0.8 score threshold.
         """
         if not frames:
             return []
@@ -615,16 +620,26 @@ class VideoMask2Former(nn.Module):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape != shape:
                 raise ValueError(f"frames must share one (H, W, 3) shape, got {frame.shape}")
         height, width = int(shape[0]), int(shape[1])
-        clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
         input_size = self.config.test_size(height, width)
         if input_size != (height, width):
-            clip = F.interpolate(
-                clip, size=input_size, mode="bilinear", align_corners=False, antialias=True
-            ).clamp(0, 255)
+            frames = [resize_frame(frame, input_size) for frame in frames]
+        clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
         class_logits, mask_logits = self.padded_forward(clip.to(self.pixel_mean.device))
         return instance_id_maps(
             class_logits, mask_logits, input_size, (height, width), score_threshold, top_k
         )
+
+
+def resize_frame(frame: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """Resize an RGB uint8 frame to ``size`` (H, W) with PIL's bilinear filter, kept uint8.
+
+    This is detectron2's ``ResizeTransform`` on uint8 images, so the network sees the very pixels
+    VideoCutLER's test-time pipeline feeds it (PIL rounds to uint8; a float antialiased resize
+    differs from it by up to one grey level in many pixels).
+    """
+    height, width = size
+    image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
 
 
 def instance_id_maps(
