@@ -8,10 +8,11 @@ correlation and farthest-point sampling — not the network used at test time, w
   block's normalised patch tokens as a ``FeatureMap`` (C, h, w), C = 768 for ViT-B/8);
 * a projection to the code space: a linear 1×1 conv (``net.cluster1.0``) plus, for the
   ``nonlinear`` projection, a 1×1 conv → ReLU → 1×1 conv branch (``net.cluster2.0/2``), summed;
-* the code is upsampled (bilinear) to the output size and read by two probes: the cluster probe
-  (``cluster_probe.clusters``, one centroid per pseudo-class; a pixel takes the centroid of
-  largest cosine similarity) and the linear probe (``linear_probe``, a 1×1 conv; used only for
-  the supervised linear evaluation).
+* the code is upsampled (bilinear) to the output size (a grid of the ``dino`` cue's padded
+  frame to that frame, then cropped: :meth:`DepthGHead.pixel_code`) and read by two probes: the
+  cluster probe (``cluster_probe.clusters``, one centroid per pseudo-class; a pixel takes the
+  centroid of largest cosine similarity) and the linear probe (``linear_probe``, a 1×1 conv;
+  used only for the supervised linear evaluation).
 
 Key names, the inference order (code → bilinear upsampling → probe → argmax, with optional
 averaging over a horizontally flipped copy) and the Cityscapes ViT-B/8 settings (code dim 100,
@@ -22,6 +23,7 @@ evaluation is not part of this head.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +158,37 @@ class DepthGHead(nn.Module):
         device = self.linear_probe.weight.device
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(device)
 
+    @staticmethod
+    def padded_size(
+        grid: tuple[int, int], stride: int, output_size: tuple[int, int]
+    ) -> tuple[int, int] | None:
+        """The padded frame a grid of ``stride``-px cells covers, or None if it spans the frame.
+
+        A grid of ceil(H / stride) × ceil(W / stride) cells covers the frame padded at the bottom
+        and right (the ``dino`` cue's layout); any other grid is taken to span the frame exactly
+        (DepthG's own input, resized to a multiple of the patch size).
+        """
+        rows, cols = grid
+        height, width = output_size
+        if stride > 0 and (rows, cols) == (math.ceil(height / stride), math.ceil(width / stride)):
+            return rows * stride, cols * stride
+        return None
+
+    @classmethod
+    def pixel_code(cls, code: Tensor, stride: int, output_size: tuple[int, int]) -> Tensor:
+        """Code (N, D, h, w) upsampled (bilinear) to the frame's pixels (N, D, H, W).
+
+        A padded frame's grid is upsampled to that padded frame and cropped, so every cell stays
+        on the pixels its features came from; a grid spanning the frame is upsampled to it, as
+        DepthG does.
+        """
+        height, width = output_size
+        padded = cls.padded_size((int(code.shape[-2]), int(code.shape[-1])), stride, output_size)
+        if padded is None:
+            return F.interpolate(code, size=output_size, mode="bilinear", align_corners=False)
+        full = F.interpolate(code, size=padded, mode="bilinear", align_corners=False)
+        return full[..., :height, :width]
+
     @torch.no_grad()
     def predict(
         self,
@@ -167,16 +200,30 @@ class DepthGHead(nn.Module):
         """Pseudo-class map (H, W) int32: argmax of the probe on the code upsampled to the output.
 
         With ``flipped_features`` (features of the horizontally flipped frame), the code is the
-        average of both codes, the flipped one flipped back, as in DepthG/STEGO's evaluation.
+        average of both codes, the flipped one flipped back, as in DepthG/STEGO's evaluation. A
+        frame padded on the right puts the flipped frame's cells off the original grid: the
+        codes are then averaged at the pixels, after upsampling.
         """
         code = self.code(self._feature_tensor(features))
-        if flipped_features is not None:
+        stride = features.stride
+        if flipped_features is None:
+            pixels = self.pixel_code(code, stride, output_size)
+        else:
             flipped = self.code(self._feature_tensor(flipped_features))
-            if flipped.shape != code.shape:
-                raise ValueError(f"flipped features {flipped.shape} differ from {code.shape}")
-            code = (code + flipped.flip(dims=[3])) / 2
-        code = F.interpolate(code, size=output_size, mode="bilinear", align_corners=False)
-        labels = self.logits(code, probe).argmax(dim=1)[0]
+            if flipped.shape != code.shape or flipped_features.stride != stride:
+                raise ValueError(
+                    f"flipped features {tuple(flipped.shape)} at stride {flipped_features.stride} "
+                    f"differ from {tuple(code.shape)} at stride {stride}"
+                )
+            padded = self.padded_size(
+                (int(code.shape[-2]), int(code.shape[-1])), stride, output_size
+            )
+            if padded is None or padded[1] == output_size[1]:  # cells align: DepthG's order
+                pixels = self.pixel_code((code + flipped.flip(dims=[3])) / 2, stride, output_size)
+            else:
+                mirrored = self.pixel_code(flipped, stride, output_size).flip(dims=[3])
+                pixels = (self.pixel_code(code, stride, output_size) + mirrored) / 2
+        labels = self.logits(pixels, probe).argmax(dim=1)[0]
         return labels.cpu().numpy().astype(np.int32)
 
     def published_state_dict(self) -> dict[str, Tensor]:
