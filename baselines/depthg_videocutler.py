@@ -182,7 +182,7 @@ class DepthGVideoCutLER(Method):
         """DepthG on DINO features and VideoCutLER's VideoMask2Former, pure PyTorch."""
         try:
             from vpsbench.cues import make_cue
-            from vpsbench.models.depthg import depthg_head_from_checkpoint
+            from vpsbench.models.depthg import depthg_backbone_arch, depthg_head_from_checkpoint
             from vpsbench.models.video_mask2former import (
                 VideoMask2Former,
                 VideoMask2FormerConfig,
@@ -194,7 +194,12 @@ class DepthGVideoCutLER(Method):
             ) from None
         s = self.settings
         assert s.weights is not None and s.depthg_weights is not None
-        dino = make_cue("features", "dino", {"weights": s.dino_weights, "device": context.device})
+        # The DINO ViT the DepthG head was trained on (DepthG's Cityscapes model: ViT-B/8).
+        dino_options: dict[str, object] = {"weights": s.dino_weights, "device": context.device}
+        arch = depthg_backbone_arch(s.depthg_weights)
+        if arch is not None:
+            dino_options["arch"] = arch
+        dino = make_cue("features", "dino", dino_options)
         head = depthg_head_from_checkpoint(s.depthg_weights)
         video_model = VideoMask2Former(VideoMask2FormerConfig()).eval()
         load_checkpoint(video_model, s.weights)

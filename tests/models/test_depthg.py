@@ -14,6 +14,7 @@ from vpsbench.models.checkpoints import CheckpointMismatchError  # noqa: E402
 from vpsbench.models.depthg import (  # noqa: E402
     DepthGConfig,
     DepthGHead,
+    depthg_backbone_arch,
     depthg_head_from_checkpoint,
     load_depthg_checkpoint,
 )
@@ -152,6 +153,23 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     sized = depthg_head_from_checkpoint(path)
     assert sized.config == DepthGConfig.tiny()
     assert np.array_equal(sized.predict(features, (8, 8)), head.predict(features, (8, 8)))
+
+
+def test_backbone_arch_is_read_off_the_featurizer(tmp_path: Path) -> None:
+    # DepthG's Cityscapes model keeps a frozen ViT-B/8 under net.model: 768 wide, 8 px patches.
+    head = DepthGHead(DepthGConfig.tiny())
+    checkpoint = _lightning_checkpoint(head)
+    path = tmp_path / "depthg.ckpt"
+    torch.save(checkpoint, path)
+    assert depthg_backbone_arch(path) is None  # no patch embedding stored
+    state = checkpoint["state_dict"]
+    assert isinstance(state, dict)
+    state["net.model.patch_embed.proj.weight"] = torch.zeros(768, 3, 8, 8)
+    torch.save(checkpoint, path)
+    assert depthg_backbone_arch(path) == "vitb8"
+    state["net.model.patch_embed.proj.weight"] = torch.zeros(384, 3, 16, 16)
+    torch.save(checkpoint, path)
+    assert depthg_backbone_arch(path) == "vits16"
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:

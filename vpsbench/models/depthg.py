@@ -261,6 +261,25 @@ def read_depthg_state_dict(path: str | Path) -> dict[str, Tensor]:
     return tensor_state_dict(state, path, lambda key: not key.startswith(wanted))
 
 
+def depthg_backbone_arch(path: str | Path) -> str | None:
+    """The DINO ViT the checkpoint's featurizer was trained on (``vitb8`` …), if it holds one.
+
+    DepthG keeps its frozen backbone under ``net.model.*``; its patch embedding's width and patch
+    size name the architecture, so the ``dino`` cue can be built to match the head.
+    """
+    from vpsbench.cues.vit import infer_arch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingWeightsError("DepthG", path, DEPTHG_WEIGHTS)
+    raw = read_checkpoint_safely(path)
+    state = raw.get("state_dict", raw) if isinstance(raw, Mapping) else raw
+    if not isinstance(state, Mapping):
+        return None
+    weight = state.get("net.model.patch_embed.proj.weight")
+    return infer_arch({"patch_embed.proj.weight": weight}) if isinstance(weight, Tensor) else None
+
+
 def _own_names(published: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Published names (``net.cluster1.0.weight``) to this head's (``cluster1.0.weight``)."""
     own = {}
