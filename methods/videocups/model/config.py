@@ -70,12 +70,25 @@ class DataSettings:
     # input resolution are dropped (0 or 1: off). Motion/depth region growing leaves 1-px
     # slivers along object boundaries; as targets they teach the detector to find lines.
     min_instance_width: int = 0
+    # CUPS' augmentation, the same geometric transform for every frame of a clip: a random
+    # resized crop of a fraction of the area in crop_scale (CUPS: 0.7 to 1; 1 to 1 = off), one
+    # training size per step of input size × a scale from jitter_scales (CUPS RESOLUTIONS:
+    # 640×1280 × 0.6, 0.65, …, 1.1; empty = off), and photometric augmentation (blur, colour
+    # jitter, grayscale).
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    jitter_scales: tuple[float, ...] = ()
+    photometric: bool = False
 
     def __post_init__(self) -> None:
         if self.clip_length < 1 or self.clips_per_step < 1 or self.epochs <= 0:
             raise VpsbenchError("data: clip_length, clips_per_step and epochs must be positive")
         if self.min_instance_area < 0 or self.min_instance_width < 0:
             raise VpsbenchError("data: min_instance_area and min_instance_width must be >= 0")
+        low, high = (float(v) for v in self.crop_scale)
+        if len(self.crop_scale) != 2 or not 0.0 < low <= high <= 1.0:
+            raise VpsbenchError("data.crop_scale: two area fractions 0 < low <= high <= 1")
+        if any(float(scale) <= 0.0 for scale in self.jitter_scales):
+            raise VpsbenchError("data.jitter_scales: positive scales of the input size")
 
 
 @dataclass(frozen=True)

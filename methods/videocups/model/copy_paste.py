@@ -7,9 +7,15 @@ into the clips of a training batch (:func:`paste_video_instances`, :func:`copy_p
 Each pasted instance gets one random horizontal flip and scale and moves along a random straight
 trajectory, so the model sees extra (often small) objects with diverse motion patterns.
 
-The paper gives no numbers for this augmentation; the defaults of :class:`CopyPasteConfig` are
-our choices, documented there. All randomness goes through a :class:`torch.Generator` so that a
-seed reproduces an augmentation exactly (the generator must live on the CPU).
+The selection, count, scale and flip follow CUPS' ``CopyPasteAugmentation`` and its training step
+(``cups/augmentation.py``, ``cups/pl_model_pseudo.py``, ``cups/model/model.py``): every clip
+receives a random number of 1 to ``max_pasted_per_clip`` instances drawn with replacement from the
+batch's pool, each scaled by a uniform factor in ``scale_range`` and mirrored with probability
+``flip_probability``; only instances whose box is larger than ``min_box_size`` in both sides are
+pasted; predicted instances must score above ``min_score`` and overlap no pseudo-instance by box
+IoU ``max_overlap_iou`` or more. The straight trajectory (one track id in every frame) is the
+paper's extension to clips (Sec. 3.2). All randomness goes through a :class:`torch.Generator` so
+that a seed reproduces an augmentation exactly (the generator must live on the CPU).
 """
 
 from __future__ import annotations
@@ -27,26 +33,32 @@ from methods.videocups.model.targets import Clip, FrameTargets, boxes_from_masks
 
 @dataclass(frozen=True)
 class CopyPasteConfig:
-    """Hyper-parameters of video copy-paste (not given by the paper: our defaults).
+    """Hyper-parameters of video copy-paste; defaults are CUPS' where CUPS has the setting.
 
-    ``scale_range``: one scale per pasted instance, drawn uniformly from ``[low, high]``; below 1
-    makes the small objects the augmentation targets, above 1 keeps some variety.
-    ``flip_probability``: chance to mirror a pasted instance horizontally (in all its frames).
-    ``max_pasted_per_clip``: how many instances are pasted into one clip at most.
+    ``scale_range``: one scale per pasted instance, drawn uniformly from ``[low, high]`` (CUPS:
+    0.25 to 1.5). ``flip_probability``: chance to mirror a pasted instance horizontally in all
+    its frames (CUPS: 0.5). ``max_pasted_per_clip``: each clip gets a uniform random number of
+    1 to this many pastes (CUPS ``AUGMENTATION.MAX_NUM_PASTED_OBJECTS``: 8).
+    ``min_box_size``: an instance is pasted only if its box (CUPS': last minus first pixel
+    index) is wider and taller than this in every frame it appears in (CUPS: 32).
     ``max_speed``: largest speed of the random straight trajectory, in pixels per frame as a
-    fraction of the image width (direction uniform, speed uniform in ``[0, max_speed · W]``).
-    ``min_visible_area``: pixels an object (existing or pasted) must keep in a frame after
-    occlusion and clipping, else it is removed from that frame's targets.
-    ``min_score`` / ``min_track_frames``: self-enhanced instances must have every detection score
-    at least ``min_score`` and appear (non-empty) in at least ``min_track_frames`` frames.
+    fraction of the image width (ours: the paper's clip extension). ``min_visible_area``:
+    pixels an object (existing or pasted) must keep in a frame after occlusion and clipping,
+    else it is removed from that frame's targets (ours). ``min_score``: self-enhanced instances
+    score above this in every frame (CUPS ``AUGMENTATION.CONFIDENCE``: 0.75).
+    ``max_overlap_iou``: a predicted instance whose box overlaps a pseudo-instance's box by this
+    IoU or more in any frame is not pasted (CUPS ``filter_predictions``: 0.5).
+    ``min_track_frames``: frames a predicted track must appear in.
     """
 
-    scale_range: tuple[float, float] = (0.5, 1.5)
+    scale_range: tuple[float, float] = (0.25, 1.5)
     flip_probability: float = 0.5
-    max_pasted_per_clip: int = 4
+    max_pasted_per_clip: int = 8
+    min_box_size: int = 32
     max_speed: float = 0.05
     min_visible_area: int = 16
     min_score: float = 0.75
+    max_overlap_iou: float = 0.5
     min_track_frames: int = 2
 
     def __post_init__(self) -> None:
@@ -61,6 +73,10 @@ class CopyPasteConfig:
             raise ValueError(f"max_speed must be >= 0, got {self.max_speed}")
         if self.min_visible_area < 1:
             raise ValueError(f"min_visible_area must be >= 1, got {self.min_visible_area}")
+        if self.min_box_size < 0:
+            raise ValueError(f"min_box_size must be >= 0, got {self.min_box_size}")
+        if not 0.0 < self.max_overlap_iou <= 1.0:
+            raise ValueError(f"max_overlap_iou must be in (0, 1], got {self.max_overlap_iou}")
         if self.min_track_frames < 1:
             raise ValueError(f"min_track_frames must be >= 1, got {self.min_track_frames}")
 
@@ -122,19 +138,25 @@ def instances_from_predictions(
     scores: list[Tensor],
     track_ids: list[Tensor],
     config: CopyPasteConfig,
+    pseudo_boxes: list[Tensor] | None = None,
 ) -> list[VideoInstance]:
     """Confident predicted video instances of a clip (self-enhanced copy-paste).
 
     ``images`` (T, 3, H, W) and per frame the model's tracked "thing" detections: masks
     (N_t, H, W) bool, classes, scores and track ids (N_t,). Detections with empty masks are
-    ignored; a track is kept only if every one of its detections scores at least
-    ``config.min_score`` and it appears in at least ``config.min_track_frames`` frames. If a
-    track id occurs twice in a frame, its highest-scoring detection is used. Instances are
-    ordered by track id; the class is the track's most frequent class.
+    ignored; a track is kept only if every one of its detections scores above
+    ``config.min_score`` (CUPS: ``score > CONFIDENCE``), it appears in at least
+    ``config.min_track_frames`` frames and, given the clip's pseudo-instance boxes per frame
+    (``pseudo_boxes``, (M_t, 4)), its mask's box overlaps none of them by IoU
+    ``config.max_overlap_iou`` or more in any frame (CUPS ``filter_predictions``: only objects the
+    pseudo-labels miss are pasted). If a track id occurs twice in a frame, its highest-scoring
+    detection is used. Instances are ordered by track id; the class is the track's most frequent.
     """
     num_frames = int(images.shape[0])
     if not len(masks) == len(classes) == len(scores) == len(track_ids) == num_frames:
         raise ValueError("masks, classes, scores and track_ids need one entry per image")
+    if pseudo_boxes is not None and len(pseudo_boxes) != num_frames:
+        raise ValueError("pseudo_boxes needs one entry per image")
     best: dict[int, dict[int, int]] = {}  # track id -> frame -> detection index
     all_scores: dict[int, list[float]] = {}
     for t in range(num_frames):
@@ -151,7 +173,13 @@ def instances_from_predictions(
         per_frame = best[track_id]
         if len(per_frame) < config.min_track_frames:
             continue
-        if min(all_scores[track_id]) < config.min_score:
+        if min(all_scores[track_id]) <= config.min_score:
+            continue
+        if pseudo_boxes is not None and _overlaps_pseudo_instances(
+            [masks[t][i].bool() for t, i in per_frame.items()],
+            [pseudo_boxes[t] for t in per_frame],
+            config.max_overlap_iou,
+        ):
             continue
         frames: list[tuple[Tensor, Tensor] | None] = [None] * num_frames
         for t, i in per_frame.items():
@@ -159,6 +187,48 @@ def instances_from_predictions(
         track_classes = [int(classes[t][i]) for t, i in sorted(per_frame.items())]
         instances.append(VideoInstance(frames, _majority(track_classes)))
     return instances
+
+
+def _overlaps_pseudo_instances(
+    masks: list[Tensor], pseudo_boxes: list[Tensor], threshold: float
+) -> bool:
+    """Whether a mask's tight box overlaps a pseudo-instance box of its frame by IoU ≥ threshold.
+
+    Boxes are ``boxes_from_masks``'s (one past the last pixel); the IoU is taken, as CUPS'
+    ``iou_bbox`` takes it, on boxes ending at the last pixel's index (``get_bounding_boxes``).
+    """
+    last_pixel = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    for mask, boxes in zip(masks, pseudo_boxes, strict=True):
+        if boxes.shape[0] == 0:
+            continue
+        box = boxes_from_masks(mask[None]).cpu().float() - last_pixel
+        if float(_box_iou(boxes.cpu().float() - last_pixel, box).max()) >= threshold:
+            return True
+    return False
+
+
+def _box_iou(first: Tensor, second: Tensor) -> Tensor:
+    """Pairwise IoU (N, M) of boxes (x1, y1, x2, y2); 0 where the union is empty."""
+    area1 = (first[:, 2] - first[:, 0]).clamp(min=0) * (first[:, 3] - first[:, 1]).clamp(min=0)
+    area2 = (second[:, 2] - second[:, 0]).clamp(min=0) * (second[:, 3] - second[:, 1]).clamp(min=0)
+    low = torch.max(first[:, None, :2], second[None, :, :2])
+    high = torch.min(first[:, None, 2:], second[None, :, 2:])
+    inter = (high - low).clamp(min=0).prod(dim=2)
+    union = area1[:, None] + area2[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def large_enough(instance: VideoInstance, min_box_size: int) -> bool:
+    """Whether the instance's box is wider and taller than ``min_box_size`` in every frame.
+
+    CUPS pastes only objects whose box exceeds ``min_bounding_box_size`` (32 × 32) in both sides,
+    measured on its boxes that end at the last pixel's index: a side of ``n`` pixels counts as
+    ``n − 1``.
+    """
+    present = [frame for frame in instance.frames if frame is not None]
+    return bool(present) and all(
+        mask.shape[0] - 1 > min_box_size and mask.shape[1] - 1 > min_box_size for _, mask in present
+    )
 
 
 def _uniform(generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> float:
@@ -357,16 +427,18 @@ def copy_paste_batch(
 ) -> list[Clip]:
     """Paste instances drawn at random (with replacement) from a pool into every clip of a batch.
 
-    Each clip receives ``config.max_pasted_per_clip`` draws from the pool (fewer pastes only if
-    an instance cannot be placed); an empty pool leaves the clips as (copied) they are.
+    As CUPS' ``CopyPasteAugmentation``: only instances larger than ``config.min_box_size`` enter
+    the pool; each clip receives a uniform random number of 1 to ``config.max_pasted_per_clip``
+    draws from it (fewer pastes only if an instance cannot be placed); an empty pool leaves the
+    clips as they are.
     """
+    pool = [instance for instance in instance_pool if large_enough(instance, config.min_box_size)]
     augmented: list[Clip] = []
     for clip in clips:
-        if instance_pool:
-            draws = torch.randint(
-                len(instance_pool), (config.max_pasted_per_clip,), generator=generator
-            ).tolist()
-            chosen = [instance_pool[i] for i in draws]
+        if pool and config.max_pasted_per_clip > 0:
+            count = 1 + _randint(generator, config.max_pasted_per_clip)
+            draws = torch.randint(len(pool), (count,), generator=generator).tolist()
+            chosen = [pool[i] for i in draws]
         else:
             chosen = []
         augmented.append(paste_video_instances(clip, chosen, config, generator))

@@ -303,6 +303,11 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
                 _StageRoIs(boxes[chosen], classes[chosen], matched[chosen], max_iou[chosen])
             )
         first_stage = stage_rois
+        # CUPS' fallback (custom_cascade_rcnn.py ``_forward_box``): detectron2 gives stage-0
+        # proposals of an image without ground truth no ``gt_boxes``, the DropLoss weighting
+        # raises and stage 0 of the *whole batch* takes the plain (unweighted) losses. Later
+        # stages relabel every image (zero boxes where there is no ground truth) and keep it.
+        stage0_unweighted = any(target.boxes.shape[0] == 0 for target in targets)
         for stage in range(num_stages):
             if stage > 0:
                 stage_rois = [
@@ -338,7 +343,9 @@ class PanopticCascadeMaskTrack(PanopticCascadeModules):
                 all_boxes,
                 torch.cat([rois.classes for rois in stage_rois]),
                 matched_gt,
-                self._roi_weights(predicted_iou),
+                torch.ones_like(predicted_iou)
+                if stage == 0 and stage0_unweighted
+                else self._roi_weights(predicted_iou),
                 heads.box_coders[stage],
                 self.losses.roi_smooth_l1_beta,
             )

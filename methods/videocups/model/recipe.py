@@ -1,11 +1,14 @@
 """The VideoCUPS training recipe (paper Sec. 3.2): model, clips, copy-paste, losses, evaluation.
 
-One training step on one rank: draw the step's clips (a pure function of seed, step and rank);
-with copy-paste on, collect video instances — from the batch's pseudo-labels, and, once
-``augment.self_enhance_start`` of training has passed in the self-enhanced mode, the model's own
-confident tracks on the batch — and paste them along random trajectories into the batch's clips;
-then compute the losses (Video DropLoss, Eq. 3, when ``loss.drop_loss``). The trainer sums them,
-steps AdamW and checkpoints. Periodic evaluation predicts a few val sequences and scores them.
+One training step on one rank: draw the step's clips (a pure function of seed, step and rank;
+each flipped and cut by a random resized crop); with copy-paste on, collect video instances —
+from the batch's pseudo-labels (plain mode, and the self-enhanced mode's warm-up, the first
+``augment.self_enhance_start`` of training), or else only the model's own confident tracks on
+the batch that the pseudo-labels miss (CUPS' ``training_step``) — and paste them along random
+trajectories into the batch's clips; resize the batch to a random training size and apply
+photometric augmentation (CUPS); then compute the losses (Video DropLoss, Eq. 3, when
+``loss.drop_loss``). The trainer sums them, steps AdamW and checkpoints. Periodic evaluation
+predicts a few val sequences and scores them.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from methods.videocups.model.copy_paste import (
     instances_from_predictions,
     instances_from_targets,
 )
-from methods.videocups.model.data import ClassSpace, PseudoLabelClips, load_image
+from methods.videocups.model.data import (
+    ClassSpace,
+    PseudoLabelClips,
+    jitter_size,
+    load_image,
+    photometric_augment,
+    resize_clip,
+)
 from methods.videocups.model.network import (
     PanopticCascadeMaskTrack,
     paper_architecture,
@@ -93,7 +103,11 @@ def unwrap(model: nn.Module) -> PanopticCascadeMaskTrack:
 def predicted_video_instances(
     model: PanopticCascadeMaskTrack, clip: Clip, config: TrainingConfig
 ) -> list[VideoInstance]:
-    """The model's confident thing tracks in one clip (self-enhanced copy-paste, Sec. 3.2)."""
+    """The model's confident thing tracks in one clip that overlap no pseudo-instance (Sec. 3.2).
+
+    As CUPS' ``prediction_to_label_format`` and ``filter_predictions``: detections scoring above
+    ``copy_paste.min_score`` whose boxes overlap no pseudo-label box by IoU 0.5 or more.
+    """
     was_training = model.training
     model.eval()
     detections = model.detect(clip.images.to(next(model.parameters()).device))
@@ -101,7 +115,7 @@ def predicted_video_instances(
     memory = TrackMemory(config.tracker)
     masks, classes, scores, track_ids = [], [], [], []
     for frame in detections:
-        confident = frame.scores >= config.copy_paste.min_score
+        confident = frame.scores > config.copy_paste.min_score
         ids = memory.associate(
             frame.boxes[confident],
             frame.scores[confident],
@@ -112,8 +126,9 @@ def predicted_video_instances(
         classes.append(frame.classes[confident].cpu())
         scores.append(frame.scores[confident].cpu())
         track_ids.append(ids.cpu())
+    pseudo_boxes = [target.boxes.cpu() for target in clip.targets]
     return instances_from_predictions(
-        clip.images, masks, classes, scores, track_ids, config.copy_paste
+        clip.images, masks, classes, scores, track_ids, config.copy_paste, pseudo_boxes
     )
 
 
@@ -129,15 +144,21 @@ class VideoCupsStep:
     def augment(
         self, model: PanopticCascadeMaskTrack, batch: list[Clip], ctx: StepContext
     ) -> list[Clip]:
-        """Copy-paste of the batch's pseudo-label instances, plus its predicted ones when due."""
+        """Copy-paste of the batch's pseudo-label instances, or its predicted ones after warm-up.
+
+        CUPS pastes pseudo-label objects for ``NUM_STEPS_STARTUP`` steps and afterwards only the
+        model's confident predictions (none: no paste), never a mix of both.
+        """
         mode = self.config.augment.copy_paste
         if mode == "none":
             return batch
-        pool = [instance for clip in batch for instance in instances_from_targets(clip)]
         start = self.config.augment.self_enhance_start * self.total_steps
+        pool: list[VideoInstance] = []
         if mode == "self-enhanced" and ctx.step >= start:
             for clip in batch:
                 pool += predicted_video_instances(model, clip, self.config)
+        else:
+            pool = [instance for clip in batch for instance in instances_from_targets(clip)]
         if not pool:
             return batch
         return copy_paste_batch(batch, pool, self.config.copy_paste, ctx.generator)
@@ -152,8 +173,19 @@ class VideoCupsStep:
             self.seed,
             data.horizontal_flip,
             ctx.generator,
+            crop_scale=data.crop_scale,
         )
         batch = self.augment(unwrap(model), batch, ctx)
+        # CUPS' order: copy-paste, then resolution jitter (one size per batch), then photometric.
+        if data.jitter_scales and batch:
+            base = (int(batch[0].images.shape[-2]), int(batch[0].images.shape[-1]))
+            size = jitter_size(base, data.jitter_scales, ctx.generator)
+            batch = [resize_clip(clip, size, data.min_instance_area) for clip in batch]
+        if data.photometric:
+            batch = [
+                Clip(photometric_augment(clip.images, ctx.generator), clip.targets)
+                for clip in batch
+            ]
         device = ctx.device
         batch = [
             Clip(clip.images.to(device), [t.to(device) for t in clip.targets]) for clip in batch

@@ -166,6 +166,38 @@ def lr_multiplier(config: TrainLoopConfig, step: int) -> float:
     return factor
 
 
+NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LocalResponseNorm,
+)
+"""Layers whose parameters get no weight decay (torchvision's ``split_normalization_params``)."""
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups as CUPS builds them: norm-layer parameters without weight decay, the rest with.
+
+    CUPS' ``configure_optimizers`` splits the parameters with torchvision's
+    ``split_normalization_params`` (a leaf module's trainable parameters go to the norm group if
+    it is a norm layer, a parent's own to the other group) and gives the norm group weight decay
+    0; empty groups are left out.
+    """
+    norm: list[nn.Parameter] = []
+    other: list[nn.Parameter] = []
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        is_leaf = next(module.children(), None) is None
+        (norm if is_leaf and isinstance(module, NORM_LAYERS) else other).extend(own)
+    groups = [
+        {"params": params, "weight_decay": decay}
+        for params, decay in ((norm, 0.0), (other, weight_decay))
+        if params
+    ]
+    return groups
+
+
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """A CPU generator whose stream is a function of ``(seed, step, rank)`` only.
 
@@ -367,7 +399,7 @@ class Trainer:
         if not self._params:
             raise VpsbenchError("the model has no trainable parameters")
         self._optimizer = torch.optim.AdamW(
-            self._params,
+            parameter_groups(self._model, config.weight_decay),
             lr=config.lr,
             betas=(float(config.betas[0]), float(config.betas[1])),
             weight_decay=config.weight_decay,
@@ -502,7 +534,10 @@ class Trainer:
                 "checkpoint's; resuming would not repeat the run"
             )
         self._model.load_state_dict(state["model"])
-        self._optimizer.load_state_dict(state["optimizer"])
+        try:
+            self._optimizer.load_state_dict(state["optimizer"])
+        except ValueError as error:  # e.g. one parameter group, from before the norm split
+            raise VpsbenchError(f"{path}: the optimiser state does not fit ({error})") from None
         self._scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self._scaler.load_state_dict(state["scaler"])

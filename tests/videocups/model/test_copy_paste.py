@@ -14,6 +14,7 @@ from methods.videocups.model.copy_paste import (
     copy_paste_batch,
     instances_from_predictions,
     instances_from_targets,
+    large_enough,
     paste_video_instances,
 )
 from methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
@@ -423,7 +424,7 @@ def test_instances_from_predictions_filters_by_score_and_frames() -> None:
 def test_copy_paste_batch_pastes_into_every_clip_reproducibly() -> None:
     clips = [background_clip(2, 32, 32), background_clip(2, 24, 40)]
     pool = [diamond_instance(2, 0), diamond_instance(2, 1)]
-    config = CopyPasteConfig(max_pasted_per_clip=2, min_visible_area=1)
+    config = CopyPasteConfig(max_pasted_per_clip=2, min_box_size=0, min_visible_area=1)
     out = copy_paste_batch(clips, pool, config, gen(5))
     again = copy_paste_batch(clips, pool, config, gen(5))
     for clip, aug, aug2 in zip(clips, out, again, strict=True):
@@ -464,3 +465,72 @@ def test_later_paste_occludes_earlier_one() -> None:
         assert out.images[0, 0, 0, 0].item() == (10.0 if winner == 0 else 20.0)
         assert target.semantic.tolist() == [[0]]
     assert winners == {0, 1}
+
+
+def test_each_clip_gets_one_to_max_pastes_drawn_with_replacement() -> None:
+    # CUPS: num_pasted_objects = randint(1, MAX_NUM_PASTED_OBJECTS + 1) per image. Pasting
+    # still (scale 1, no motion) 2×2 instances into a large empty clip, the number of new tracks
+    # is the number of draws (unless one covers another): every count in 1..4 occurs, no other.
+    clip = background_clip(1, 64, 64)
+    square = torch.ones((2, 2), dtype=torch.bool)
+    pool = [VideoInstance([(torch.full((3, 2, 2), 900.0 + k), square)], 0) for k in range(3)]
+    config = replace(STILL, max_pasted_per_clip=4, min_box_size=0)
+    counts = set()
+    for seed in range(60):
+        (out,) = copy_paste_batch([clip], pool, config, gen(seed))
+        pasted = int(out.targets[0].track_ids.numel())
+        assert 1 <= pasted <= 4
+        counts.add(pasted)
+    assert counts == {1, 2, 3, 4}
+
+
+def test_only_instances_larger_than_min_box_size_are_pasted() -> None:
+    # CUPS pastes an object only if its box side (last minus first pixel index, get_bounding_boxes)
+    # exceeds 32 in both directions: a 5-pixel side counts as 4.
+    clip = background_clip(2, 48, 48)
+    small = diamond_instance(2)  # 5 × 5 pixels in both frames
+    config = replace(STILL, min_box_size=4)
+    (out,) = copy_paste_batch([clip], [small], config, gen(0))
+    assert torch.equal(out.images, clip.images) and out.targets[0].track_ids.numel() == 0
+    config = replace(STILL, min_box_size=3)
+    (out,) = copy_paste_batch([clip], [small], config, gen(0))
+    assert not torch.equal(out.images, clip.images)
+    # One frame at or below the size is enough to keep an instance out.
+    one_small = VideoInstance([small.frames[0], (torch.zeros(3, 4, 9), torch.ones(4, 9) > 0)], 0)
+    assert not large_enough(one_small, 3) and large_enough(small, 3)
+
+
+def test_predicted_instances_overlapping_pseudo_instances_are_not_pasted() -> None:
+    # CUPS filter_predictions: a prediction whose box has IoU >= 0.5 with a pseudo-label box is
+    # left out; here per frame of the track. Boxes are (x1, y1, x2, y2), pixel i covers [i, i+1);
+    # the IoU is CUPS', on boxes ending at the last pixel's index (x2 - 1, y2 - 1).
+    images = torch.rand((2, 3, 16, 16), generator=gen(0)) * 255.0
+
+    def box_mask(x1: int, y1: int, x2: int, y2: int) -> Tensor:
+        m = torch.zeros((16, 16), dtype=torch.bool)
+        m[y1:y2, x1:x2] = True
+        return m
+
+    # Track 1: 4 × 4 pixels at the origin in both frames (CUPS box 0..3 × 0..3, area 9).
+    # Track 2: 8..12 × 8..12.
+    masks = [torch.stack([box_mask(0, 0, 4, 4), box_mask(8, 8, 12, 12)])] * 2
+    classes = [torch.tensor([0, 1])] * 2
+    scores = [torch.tensor([0.9, 0.9])] * 2
+    ids = [torch.tensor([1, 2])] * 2
+    config = CopyPasteConfig(min_score=0.75, max_overlap_iou=0.5)
+
+    def kept(pseudo: list[Tensor]) -> list[int]:
+        found = instances_from_predictions(images, masks, classes, scores, ids, config, pseudo)
+        return [instance.thing_class for instance in found]
+
+    none = torch.zeros((0, 4))
+    assert kept([none, none]) == [0, 1]
+    # A pseudo box 4 × 2.5 pixels at the origin (CUPS: 0..3 × 0..1.5, area 4.5): IoU 4.5 / 9
+    # = 0.5 in frame 1 only -> track 1 dropped.
+    assert kept([none, torch.tensor([[0.0, 0.0, 4.0, 2.5]])]) == [1]
+    # 4 × 2.4 pixels (IoU 4.2 / 9 < 0.5) -> kept.
+    assert kept([none, torch.tensor([[0.0, 0.0, 4.0, 2.4]])]) == [0, 1]
+    # A score equal to the confidence is not above it (CUPS: score > CONFIDENCE).
+    at_threshold = [torch.tensor([0.75, 0.9])] * 2
+    found = instances_from_predictions(images, masks, classes, at_threshold, ids, config)
+    assert [instance.thing_class for instance in found] == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import json
 from pathlib import Path
 
@@ -9,8 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from methods.videocups.model.data import ClassSpace, flip_targets, frame_targets, holds_square
-from methods.videocups.model.targets import IGNORE
+from methods.videocups.model.config import load_training_config
+from methods.videocups.model.data import (
+    ClassSpace,
+    CropBox,
+    _shift_hue,
+    flip_targets,
+    frame_targets,
+    holds_square,
+    jitter_size,
+    load_image,
+    photometric_augment,
+    random_resized_crop,
+    resize_clip,
+    resize_image,
+)
+from methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
 from tests.videocups.model.labelled_videos import SPACE, labelled_synthetic, training_clips
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats.step import write_step_png
@@ -137,7 +152,8 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_clips_hold_consecutive_frames_and_their_tracks(labelled: tuple[Path, Path]) -> None:
     clips = training_clips(*labelled, size=None, min_area=1)
-    assert len(clips) == 4  # two videos of three frames, clips of two
+    assert clips.num_windows == 4  # two videos of three frames, clips of two
+    assert len(clips) == 2  # an epoch: one clip per video
     clip = clips.clip(1, flip=False)  # video 0, frames 1 and 2
     assert clip.images.shape == (2, 3, 32, 64)
     assert [t.boxes.tolist() for t in clip.targets] == [[[14, 8, 20, 16]], [[24, 8, 30, 16]]]
@@ -153,9 +169,12 @@ def test_clips_hold_consecutive_frames_and_their_tracks(labelled: tuple[Path, Pa
 def test_clip_order_is_a_permutation_per_epoch_shared_out_over_ranks(
     labelled: tuple[Path, Path],
 ) -> None:
+    # Windows 0, 1 are video 0 (starts 0, 1), windows 2, 3 video 1: every epoch (two clips)
+    # takes one window of each video.
     clips = training_clips(*labelled, size=None, min_area=1)
     one_rank = [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, seed=7)]
-    assert sorted(one_rank[:4]) == [0, 1, 2, 3] and sorted(one_rank[4:]) == [0, 1, 2, 3]
+    for epoch in range(4):
+        assert sorted(i // 2 for i in one_rank[2 * epoch : 2 * epoch + 2]) == [0, 1]
     assert one_rank == [i for step in range(4) for i in clips.clip_indices(step, 0, 1, 2, 7)]
     two_ranks = [
         i for step in range(2) for rank in range(2) for i in clips.clip_indices(step, rank, 2, 2, 7)
@@ -178,3 +197,94 @@ def test_a_mismatched_pseudo_label_names_the_file(
     clips = training_clips(root, broken, size=None, min_area=1)
     with pytest.raises(InputError, match=victim.name):
         clips.clip(0, flip=False)
+
+
+def test_an_epoch_is_one_clip_per_video_and_sets_the_steps(labelled: tuple[Path, Path]) -> None:
+    # CUPS / the paper: an epoch is one pass over the training videos (2975 Cityscapes
+    # snippets), so steps = epochs * videos / clips per step, not epochs * all windows / batch.
+    clips = training_clips(*labelled, size=None, min_area=1)
+    config = load_training_config("paper")  # 8 epochs, 4 clips per GPU
+    assert config.loop(len(clips), world_size=1).steps == 8 * 2 // 4
+    # Over many epochs every window of a video is drawn (the start is random, not fixed).
+    drawn = {i for step in range(40) for i in clips.clip_indices(step, 0, 1, 2, seed=1)}
+    assert drawn == {0, 1, 2, 3}
+
+
+def test_a_crop_cuts_the_same_region_of_every_frame_and_label(labelled: tuple[Path, Path]) -> None:
+    # The left half of the upper half (rows 0..16, columns 0..32), resized back to 32 × 64:
+    # the object (rows 8..16, columns 14..20 in frame 1, 24..30 in frame 2) doubles.
+    clips = training_clips(*labelled, size=None, min_area=1)
+    whole = clips.clip(1, flip=False)
+    crop = clips.clip(1, flip=False, crop=CropBox(0.0, 0.0, 0.5, 0.5))
+    assert [t.boxes.tolist() for t in crop.targets] == [[[28, 16, 40, 32]], [[48, 16, 60, 32]]]
+    assert [t.track_ids.tolist() for t in crop.targets] == [[1], [1]]
+    dataset, frames = clips.dataset, clips.sequences[0].frames[1:3]
+    for t, frame in enumerate(frames):
+        region = load_image(dataset, "train", frame)[:, :16, :32]
+        assert torch.equal(crop.images[t], resize_image(region, (32, 64)))
+    full = clips.clip(1, flip=False, crop=CropBox(0.0, 0.0, 1.0, 1.0))
+    assert torch.equal(full.images, whole.images)
+
+
+def test_random_resized_crop_keeps_the_aspect_ratio_and_the_area_range() -> None:
+    # kornia's RandomResizedCrop with CUPS' ratio H/W: a sqrt(s)H x sqrt(s)W region inside the
+    # frame, s uniform in (0.7, 1.0).
+    generator = torch.Generator().manual_seed(0)
+    boxes = [random_resized_crop((0.7, 1.0), generator) for _ in range(200)]
+    areas = [box.height * box.width for box in boxes]
+    assert all(box.height == box.width for box in boxes)
+    assert 0.7 <= min(areas) < 0.72 and 0.98 < max(areas) <= 1.0
+    assert all(box.top >= 0 and box.top + box.height <= 1.0 + 1e-9 for box in boxes)
+    assert all(box.left >= 0 and box.left + box.width <= 1.0 + 1e-9 for box in boxes)
+    assert max(box.top for box in boxes) > 0.1 and max(box.left for box in boxes) > 0.1
+
+
+def test_resolution_jitter_resizes_clips_and_drops_tiny_instances() -> None:
+    # CUPS' ResolutionJitter: images bilinear, labels nearest, instances of <= 4 pixels dropped.
+    masks = torch.zeros(2, 8, 16, dtype=torch.bool)
+    masks[0, 0:4, 0:8] = True  # 32 px -> 8 px at half size
+    masks[1, 6:8, 14:16] = True  # 4 px -> 1 px: dropped
+    semantic = torch.ones(8, 16, dtype=torch.int64)
+    semantic[masks.any(0)] = 0
+    target = FrameTargets(
+        boxes_from_masks(masks), torch.tensor([0, 1]), torch.tensor([3, 7]), masks, semantic
+    )
+    images = torch.arange(2 * 3 * 8 * 16, dtype=torch.float32).reshape(2, 3, 8, 16)
+    out = resize_clip(Clip(images, [target, target]), (4, 8), min_area=2)
+    assert out.images.shape == (2, 3, 4, 8)
+    torch.testing.assert_close(out.images, torch.nn.functional.avg_pool2d(images, 2))
+    for frame in out.targets:
+        assert frame.track_ids.tolist() == [3] and frame.boxes.tolist() == [[0, 0, 4, 2]]
+        assert frame.semantic.shape == (4, 8) and int(frame.semantic[0, 0]) == 0
+
+
+def test_jitter_sizes_are_the_input_size_times_a_scale_in_multiples_of_32() -> None:
+    config = load_training_config("paper")
+    size = (config.model.input_height, config.model.input_width)
+    generator = torch.Generator().manual_seed(0)
+    drawn = {jitter_size(size, config.data.jitter_scales, generator) for _ in range(300)}
+    assert drawn == {(32 * k, 64 * k) for k in range(12, 23)}  # 384x768 ... 704x1408
+
+
+def test_photometric_augmentation_is_one_draw_for_the_whole_clip() -> None:
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.rand(1, 3, 16, 16, generator=generator) * 255
+    clip = torch.cat([frame, frame])
+    outputs = [photometric_augment(clip, torch.Generator().manual_seed(s)) for s in range(20)]
+    for out in outputs:
+        assert out.shape == clip.shape and torch.equal(out[0], out[1])
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0 + 1e-3
+    assert any(torch.equal(o[:, 0], o[:, 1]) and torch.equal(o[:, 1], o[:, 2]) for o in outputs)
+    assert not all(torch.equal(outputs[0], o) for o in outputs[1:])
+
+
+def test_hue_shift_equals_colorsys() -> None:
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(1, 3, 5, 7, generator=generator)
+    for shift in (-0.1, 0.03, 0.1):
+        ours = _shift_hue(pixels, shift)
+        for y in range(5):
+            for x in range(7):
+                h, s, v = colorsys.rgb_to_hsv(*pixels[0, :, y, x].tolist())
+                expected = colorsys.hsv_to_rgb((h + shift) % 1.0, s, v)
+                assert ours[0, :, y, x].tolist() == pytest.approx(expected, abs=1e-5)

@@ -239,3 +239,28 @@ def test_detect_shapes_in_eval_mode_for_odd_sizes() -> None:
         assert (frame.scores[:-1] >= frame.scores[1:]).all()
         panoptic = combine_panoptic(model.to_panoptic_output(frame), model.config)
         assert panoptic.semantic.shape == (50, 70)
+
+
+def test_stage0_falls_back_to_plain_losses_when_a_frame_has_no_pseudo_instances() -> None:
+    # CUPS' _forward_box: a batch image without ground truth leaves stage 0's proposals without
+    # gt_boxes, the DropLoss weighting raises and stage 0 of the whole batch takes the unweighted
+    # losses; stages 1 and 2 relabel every image and keep DropLoss. With one frame emptied, stage
+    # 0 equals vanilla training exactly while the later stages still differ.
+    generator = torch.Generator().manual_seed(0)
+    clip = _random_clip(generator, 2, 64, 96)
+    empty = FrameTargets.empty(64, 96)
+    empty.semantic.copy_(clip.targets[1].semantic.clamp(min=1))
+    clips = [Clip(clip.images, [clip.targets[0], empty])]
+    results = {}
+    for drop in (True, False):
+        model = _model(losses=dataclasses.replace(FAST_LOSSES, drop_loss=drop))
+        losses = model(clips, torch.Generator().manual_seed(2))
+        results[drop] = {name: value.detach() for name, value in losses.items()}
+    assert torch.equal(results[True]["loss_cls_stage0"], results[False]["loss_cls_stage0"])
+    assert not torch.equal(results[True]["loss_cls_stage1"], results[False]["loss_cls_stage1"])
+    # With pseudo-instances in every frame, DropLoss weighs stage 0 too (no fallback).
+    full = {}
+    for drop in (True, False):
+        model = _model(losses=dataclasses.replace(FAST_LOSSES, drop_loss=drop))
+        full[drop] = model([clip], torch.Generator().manual_seed(2))["loss_cls_stage0"].detach()
+    assert not torch.equal(full[True], full[False])

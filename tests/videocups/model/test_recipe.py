@@ -140,3 +140,28 @@ def test_self_enhanced_instances_come_from_confident_tracked_detections(
                 assert patch.shape[1:] == mask.shape and bool(mask.any())
     strict = load_training_config("small", [*TINY, "copy_paste.min_score=1.01"])
     assert predicted_video_instances(model, clip, strict) == []
+
+
+def test_self_enhanced_mode_pastes_pseudo_labels_only_during_warm_up(
+    clips: PseudoLabelClips,
+) -> None:
+    # CUPS' training_step: pseudo-label objects are pasted for NUM_STEPS_STARTUP steps, then
+    # only the model's confident predictions, never the pseudo-labels again. No detection
+    # scores above 1.01, so after the warm-up nothing is pasted at all.
+    config = load_training_config(
+        "small",
+        [*TINY, "augment.self_enhance_start=0.5", "copy_paste.min_score=1.01"],
+    )
+    torch.manual_seed(0)
+    model = build_model(config, SPACE)
+    step = VideoCupsStep(clips, config, total_steps=10, seed=0)
+    batch = clips.batch(0, 0, 1, 2, 0, 0.0, torch.Generator().manual_seed(0))
+    original = {int(i) for clip in batch for t in clip.targets for i in t.track_ids}
+    warm = step.augment(model, batch, context(4))
+    assert {int(i) for clip in warm for t in clip.targets for i in t.track_ids} - original
+    after = step.augment(model, batch, context(5))
+    for clip, out in zip(batch, after, strict=True):
+        assert torch.equal(clip.images, out.images)
+        assert [t.track_ids.tolist() for t in clip.targets] == [
+            t.track_ids.tolist() for t in out.targets
+        ]

@@ -391,3 +391,29 @@ def test_ddp_on_two_cpu_processes_averages_gradients(tmp_path: Path) -> None:
     for d, s in zip(ddp_metrics, single_metrics, strict=True):
         assert d["losses"]["mse"] == pytest.approx(s["losses"]["mse"], rel=1e-5)
     assert [p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()] != []
+
+
+def test_norm_layer_parameters_get_no_weight_decay(tmp_path: Path) -> None:
+    # CUPS' configure_optimizers: split_normalization_params → norm parameters weight decay 0.
+    # A loss that ignores the model leaves every gradient zero: AdamW's update is then the
+    # decoupled decay alone, p ← p · (1 − lr · wd), for exactly the non-norm parameters.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 1), nn.GroupNorm(2, 4))
+    with torch.no_grad():
+        for norm in (model[1], model[3]):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-1.0, 1.0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    def step(net: nn.Module, ctx: StepContext) -> dict[str, Tensor]:
+        return {"zero": sum(0.0 * p.sum() for p in net.parameters())}  # type: ignore[dict-item]
+
+    lr, wd = 0.1, 0.5
+    trainer = Trainer(model, loop(steps=1, lr=lr, weight_decay=wd), tmp_path, step, log=quiet)
+    decays = sorted(group["weight_decay"] for group in trainer.optimizer.param_groups)
+    assert decays == [0.0, wd]
+    trainer.fit()
+    for name, p in model.named_parameters():
+        is_norm = name.startswith(("1.", "3."))
+        expected = before[name] if is_norm else before[name] * (1 - lr * wd)
+        torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-7, msg=name)
