@@ -12,8 +12,11 @@ Accepted files:
   the DINO ResNet-50 ``dino_RN50_pretrain_d2_format.pkl``); arrays become tensors and bare
   backbone names (``stem.*``, ``res2.*`` …) get the ``backbone.bottom_up.`` prefix.
 
-Both formats are pickles: load only files from a source you trust. ``.pth``/``.ckpt`` are read
-with ``torch.load(weights_only=True)`` unless ``trust_pickle=True``.
+All formats are pickles. They are read without running pickled code
+(:func:`read_checkpoint_safely`): tensors, numpy arrays and plain containers are built, any other
+pickled object (the yacs ``CfgNode`` CUPS keeps in a ``.ckpt``'s ``hyper_parameters``, an
+OmegaConf config, …) becomes an inert placeholder. ``trust_pickle=True`` unpickles with the
+file's own classes instead (only for files from a source you trust).
 
 Everything that does not fit is reported at once in one :class:`CheckpointMismatchError`:
 missing, unexpected and misshaped keys (with both shapes), plus the class counts the checkpoint's
@@ -23,8 +26,10 @@ predictor layers imply. BatchNorm's ``num_batches_tracked`` counters and stored
 
 from __future__ import annotations
 
+import _compat_pickle
+import functools
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal
@@ -185,18 +190,46 @@ def build_from_checkpoint(
     return model
 
 
-class _Placeholder:
-    """Stand-in for a pickled object of a class the weights do not need (configs, loggers, …)."""
+class _Placeholder(dict[Any, Any]):
+    """Stand-in for a pickled object of a class the weights do not need (configs, loggers, …).
+
+    A dict, so that a pickled dict subclass (yacs' ``CfgNode``) can store its items; a list
+    subclass's items go to ``items``; any other state is kept in ``state``. ``pickled_class``
+    names the class it replaces (set on the subclass made for each pickled class).
+    """
+
+    pickled_class: ClassVar[str] = "pickled object"
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__()
         self.args = args
 
     def __setstate__(self, state: object) -> None:
         self.state = state
 
+    def __call__(self, *args: object, **kwargs: object) -> _Placeholder:
+        """Another placeholder: a pickled call of a pickled callable (``getattr(cls, name)()``)."""
+        return type(self)(*args)
+
+    def append(self, item: object) -> None:
+        """Keep an item a pickled list subclass appends (pickle's APPEND)."""
+        self.__dict__.setdefault("items", []).append(item)
+
+    def extend(self, items: Iterable[object]) -> None:
+        """Keep the items a pickled list subclass appends (pickle's APPENDS)."""
+        for item in items:
+            self.append(item)
+
 
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "complex"),
+    ("builtins", "slice"),
+    ("builtins", "range"),
+    ("builtins", "bytearray"),
+    ("_codecs", "encode"),  # protocol 2 (torch.save) pickles bytes, e.g. array data, with it
     ("torch._utils", "_rebuild_tensor_v2"),
     ("torch._utils", "_rebuild_tensor_v3"),
     ("torch._utils", "_rebuild_parameter"),
@@ -209,6 +242,8 @@ _SAFE_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -217,13 +252,24 @@ class _WeightsUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         """Real class for tensor/array plumbing, :class:`_Placeholder` for anything else."""
+        # Python 2 names in protocol <= 2 pickles (``__builtin__.set``), mapped as pickle does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         if module.startswith("numpy") and name.endswith("DType"):
             return super().find_class(module, name)
-        return _Placeholder
+        return _placeholder_class(module, name)
+
+
+@functools.cache
+def _placeholder_class(module: str, name: str) -> type[_Placeholder]:
+    """A :class:`_Placeholder` subclass named after the pickled class it stands for."""
+    return type(name, (_Placeholder,), {"pickled_class": f"{module}.{name}"})
 
 
 class _WeightsPickleModule:
@@ -254,7 +300,15 @@ def read_checkpoint_safely(path: Path) -> Any:
             return torch.load(
                 path, map_location="cpu", weights_only=False, pickle_module=_WeightsPickleModule
             )
-    except (pickle.UnpicklingError, OSError, EOFError, RuntimeError, ValueError) as error:
+    except (
+        pickle.UnpicklingError,
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as error:
         raise InputError(path, f"cannot read checkpoint ({error})") from None
 
 
@@ -277,26 +331,26 @@ def tensor_state_dict(
 
 
 def _read_file(path: Path, trust_pickle: bool) -> object:
-    """Unpickle a ``.pkl`` (numpy arrays) or ``torch.load`` anything else onto the CPU."""
+    """The unpickled file: safely (no pickled code runs) unless ``trust_pickle``."""
+    if not trust_pickle:
+        return read_checkpoint_safely(path)
     try:
         if path.suffix == ".pkl":
             with path.open("rb") as handle:
                 return pickle.load(handle, encoding="latin1")
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as error:
-        hint = "" if trust_pickle else "; if you trust its source, pass trust_pickle=True"
-        raise InputError(path, f"cannot read checkpoint ({error}){hint}") from None
-    except (OSError, EOFError, RuntimeError, ValueError) as error:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, OSError, EOFError, RuntimeError, ValueError) as error:
         raise InputError(path, f"cannot read checkpoint ({error})") from None
 
 
 def _unwrap(raw: object, path: Path) -> Mapping[str, Any]:
     """The state dict inside a checkpoint: ``model``, Lightning's ``state_dict`` or the file."""
-    if not isinstance(raw, Mapping):
-        raise InputError(path, f"checkpoint is a {type(raw).__name__}, expected a dict")
+    if isinstance(raw, _Placeholder) or not isinstance(raw, Mapping):
+        kind = getattr(raw, "pickled_class", type(raw).__name__)
+        raise InputError(path, f"checkpoint is a {kind}, expected a dict of weights")
     for wrapper in ("model", "state_dict"):
         inner = raw.get(wrapper)
-        if isinstance(inner, Mapping):
+        if isinstance(inner, Mapping) and not isinstance(inner, _Placeholder):
             return inner
     return raw
 

@@ -32,10 +32,11 @@ then things — stuff class ``s`` is id ``s`` (0 .. S−1), thing class ``t`` is
 −1 (vpsbench's convention). Instance ids are 1..N in fusion order (decreasing score), 0 on stuff
 and void pixels.
 
-**Input**: images are RGB, ``uint8`` or float in 0..255. The model multiplies by
-``pixel_scale``, flips to BGR when ``input_format == "BGR"`` (detectron2's default and MSRA
-weights), then subtracts ``pixel_mean`` and divides by ``pixel_std``, both given in the network's
-channel order. U2Seg and CUPS train with RGB input (``INPUT.FORMAT: RGB`` / torchvision images).
+**Input**: images are RGB, ``uint8`` or float in 0..255. The model flips to BGR when
+``input_format == "BGR"`` (detectron2's default and MSRA weights), scales by ``pixel_scale``
+(CUPS: ``image / 255``), then subtracts ``pixel_mean`` and divides by ``pixel_std``, both given
+in the network's channel order. U2Seg and CUPS train with RGB input (``INPUT.FORMAT: RGB`` /
+torchvision images).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from vpsbench.models.ops import (
     nonempty_boxes,
     paste_masks_in_image,
 )
+from vpsbench.models.resize import resize_frame, shortest_edge_size
 from vpsbench.video import PanopticFrame
 
 ROI_FEATURES = ("p2", "p3", "p4", "p5")
@@ -576,7 +578,11 @@ class PanopticCascadeModules(nn.Module):
         x = images.to(self.pixel_mean.device, torch.float32)
         if self.config.input_format == "BGR":
             x = x.flip(1)
-        x = (x * self.config.pixel_scale - self.pixel_mean) / self.pixel_std
+        if self.config.pixel_scale != 1.0:
+            # Divided by 1 / pixel_scale, as CUPS scales (image / 255.0): a multiplication by
+            # the rounded reciprocal differs from it in the last bit.
+            x = x / (1.0 / self.config.pixel_scale)
+        x = (x - self.pixel_mean) / self.pixel_std
         divisor = ResNetFPN.size_divisibility
         height, width = x.shape[-2:]
         pad_h = (divisor - height % divisor) % divisor
@@ -650,28 +656,13 @@ class PanopticCascadeRCNN(PanopticCascadeModules):
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
         height, width = image.shape[:2]
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-        tensor = resize_shortest_edge(tensor, self.config.test_min_size, self.config.test_max_size)
+        size = shortest_edge_size(
+            height, width, self.config.test_min_size, self.config.test_max_size
+        )
+        resized = resize_frame(image, size)  # detectron2's ResizeShortestEdge on uint8
+        tensor = torch.tensor(resized, dtype=torch.float32).permute(2, 0, 1)[None]  # a copy
         output = self(tensor, output_size=(height, width))[0]
         return combine_panoptic(output, self.config)
-
-
-def resize_shortest_edge(images: Tensor, min_size: int, max_size: int) -> Tensor:
-    """Resize so the short side is ``min_size``, the long one at most ``max_size`` (0: keep)."""
-    # Same target size as detectron2's ResizeShortestEdge; resampled with antialiased bilinear
-    # interpolation (detectron2 uses PIL's bilinear filter, so pixel values can differ slightly).
-    if min_size <= 0:
-        return images
-    height, width = images.shape[-2:]
-    scale = min_size / min(height, width)
-    new_h, new_w = height * scale, width * scale
-    if max(new_h, new_w) > max_size:
-        shrink = max_size / max(new_h, new_w)
-        new_h, new_w = new_h * shrink, new_w * shrink
-    size = (int(new_h + 0.5), int(new_w + 0.5))
-    if size == (height, width):
-        return images
-    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def fuse_instances(

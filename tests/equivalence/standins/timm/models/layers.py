@@ -1,6 +1,5 @@
 """``trunc_normal_`` and ``DropPath`` with timm's semantics (identity at inference)."""
 
-import torch
 from torch import Tensor, nn
 
 trunc_normal_ = nn.init.trunc_normal_

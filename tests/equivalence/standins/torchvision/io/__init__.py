@@ -1,4 +1,4 @@
-"""Stand-in ``torchvision.io``: CUPS' data utilities import it; the compared models never read files."""
+"""Stand-in ``torchvision.io``: CUPS' data utilities import it; no compared model reads files."""
 
 from torchvision.io.image import ImageReadMode, read_image
 

@@ -1,4 +1,4 @@
-"""Stand-in ``torchvision.io.image``: names that upstream code imports, unused by the comparisons."""
+"""Stand-in ``torchvision.io.image``: names upstream code imports, unused by the comparisons."""
 
 import enum
 

@@ -7,7 +7,7 @@ from torch import Tensor
 
 
 def _bilinear(feature: Tensor, ys: Tensor, xs: Tensor) -> Tensor:
-    """``feature`` (C, H, W) sampled at every (y, x) of the grid ``ys`` × ``xs``: (C, len(ys), len(xs))."""
+    """``feature`` (C, H, W) sampled at every (y, x) of the grid ``ys`` × ``xs``."""
     height, width = feature.shape[-2:]
     valid_y = (ys >= -1.0) & (ys <= height)
     valid_x = (xs >= -1.0) & (xs <= width)
