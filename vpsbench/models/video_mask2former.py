@@ -41,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812
-from PIL import Image
 from torch import Tensor, nn
 
 from vpsbench.cues.base import MissingWeightsError
@@ -53,6 +52,7 @@ from vpsbench.models.checkpoints import (
     tensor_state_dict,
 )
 from vpsbench.models.msdeform_attn import MSDeformAttn
+from vpsbench.models.resize import resize_frame, shortest_edge_size
 
 LabelMap = npt.NDArray[np.int32]
 
@@ -124,10 +124,7 @@ class VideoMask2FormerConfig:
         """
         if self.min_size_test is None:
             return height, width
-        scale = self.min_size_test / min(height, width)
-        if max(height, width) * scale > self.max_size_test:
-            scale = self.max_size_test / max(height, width)
-        return int(height * scale + 0.5), int(width * scale + 0.5)
+        return shortest_edge_size(height, width, self.min_size_test, self.max_size_test)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,18 +625,6 @@ class VideoMask2Former(nn.Module):
         return instance_id_maps(
             class_logits, mask_logits, input_size, (height, width), score_threshold, top_k
         )
-
-
-def resize_frame(frame: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """Resize an RGB uint8 frame to ``size`` (H, W) with PIL's bilinear filter, kept uint8.
-
-    This is detectron2's ``ResizeTransform`` on uint8 images, so the network sees the very pixels
-    VideoCutLER's test-time pipeline feeds it (PIL rounds to uint8; a float antialiased resize
-    differs from it by up to one grey level in many pixels).
-    """
-    height, width = size
-    image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
 
 
 def instance_id_maps(
