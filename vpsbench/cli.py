@@ -343,7 +343,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 @datasets_app.command("prepare")
 def datasets_prepare(
-    name: Annotated[str, typer.Argument(help="Dataset name (only 'synthetic' is generated).")],
+    name: Annotated[
+        str, typer.Argument(help="Dataset name: 'synthetic', or 'waymo' with --from-tfrecords.")
+    ],
     root: RootOption = None,
     videos: Annotated[int, typer.Option(help="Videos per split.")] = 12,
     frames: Annotated[int, typer.Option(help="Frames per video.")] = 30,
@@ -351,8 +353,18 @@ def datasets_prepare(
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
     split: Annotated[list[str] | None, typer.Option(help="Split(s) to generate.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    from_tfrecords: Annotated[
+        Path | None,
+        typer.Option(help="waymo: folder of the published *.tfrecord files to convert."),
+    ] = None,
+    cameras: Annotated[str, typer.Option(help="waymo: front, or all five cameras.")] = "front",
 ) -> None:
-    """Generate the synthetic dataset (the real datasets must be downloaded by hand)."""
+    """Generate the synthetic dataset, or convert Waymo's TFRecords (others: by hand)."""
+    if from_tfrecords is not None:
+        if name != "waymo":
+            raise VpsbenchError("--from-tfrecords converts Waymo's TFRecords: use it with waymo")
+        _prepare_waymo(from_tfrecords, resolve_dataset_root(name, root), split, cameras, workers)
+        return
     if name != "synthetic":
         cls = dataset_class(name)
         raise VpsbenchError(
@@ -363,6 +375,41 @@ def datasets_prepare(
     target = resolve_dataset_root(name, root)
     _prepare_with_progress(target, videos, frames, height, width, seed, split or ["val"], workers)
     console.print(f"synthetic dataset ready at {target}")
+
+
+def _prepare_waymo(
+    source: Path, root: Path, split: list[str] | None, cameras: str, workers: int
+) -> None:
+    """Convert Waymo TFRecords with a progress bar; one line per failed file, exit 1 if any."""
+    from vpsbench.datasets.waymo_tfrecord import (
+        FileOutcome,
+        prepare_from_tfrecords,
+        tfrecord_files,
+    )
+
+    if len(split or []) > 1:
+        raise VpsbenchError("waymo --from-tfrecords converts one --split at a time")
+    chosen = (split or ["validation"])[0]
+    with _progress_bar() as progress:
+        task = progress.add_task("waymo", total=len(tfrecord_files(source)))
+
+        def advance(outcome: FileOutcome) -> None:
+            if outcome.error is not None:
+                progress.console.print(outcome.error, markup=False, highlight=False, soft_wrap=True)
+            progress.update(task, advance=1, description=f"waymo {Path(outcome.source).name}")
+
+        outcomes = prepare_from_tfrecords(
+            source, root, split=chosen, cameras=cameras, workers=workers, progress=advance
+        )
+    failed = sum(o.error is not None for o in outcomes)
+    skipped = sum(o.skipped for o in outcomes)
+    frames = sum(o.frames for o in outcomes)
+    console.print(
+        f"waymo {chosen}: {frames} labelled frames written from {len(outcomes) - skipped - failed} "
+        f"file(s), {skipped} already done, {failed} failed, at {root / chosen}"
+    )
+    if failed:
+        raise typer.Exit(1)
 
 
 def _prepare_with_progress(

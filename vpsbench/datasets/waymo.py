@@ -13,9 +13,12 @@ On-disk layout (the output of CUPS's ``preprocess_waymo.py``, ``shared/spec/data
 tfrecord, not zero-padded, so frames are sorted numerically (``10`` after ``9``); the frame name
 is ``i`` as written, and predictions live at ``<pred_root>/<context folder>/<i>.png``. The
 official PVPS validation set is 20 contexts / 1930 frames at 5 Hz; the FRONT camera is
-1920x1280. Converting the raw TFRecords (or v2 parquet) into this layout is out of scope: use
-CUPS's preprocessing (with ``_cameras``/``_tracked`` maps added if you want wSTQ or the official
-untracked-as-crowd rule).
+1920x1280. ``vpsbench datasets prepare waymo --from-tfrecords DIR`` writes this layout, with the
+``_cameras``/``_tracked`` maps, straight from the published TFRecords without TensorFlow
+(:mod:`vpsbench.datasets.waymo_tfrecord`); with ``--cameras all`` it adds the other four cameras
+as ``{i}_<camera>_<kind>.png`` (``<camera>`` = ``front_left``, ``front_right``, ``side_left``,
+``side_right``), which the ``camera`` protocol option selects. ``--split training`` writes
+``<root>/training``, read as the ``training`` split (no official frame list is checked there).
 
 Protocol options:
 
@@ -30,6 +33,9 @@ Protocol options:
 * ``untracked`` — ``crowd`` (default, as the official evaluation): pixels of instances that
   ``{i}_tracked.png`` marks untracked get instance 0; ``keep`` keeps their ids. Without a tracked
   map nothing changes.
+* ``camera`` — ``front`` (default, as CUPS) or ``front_left``,
+  ``front_right``, ``side_left``, ``side_right``: whose ``{i}_<camera>_<kind>.png`` files are read
+  (the side cameras are 1920x886).
 * ``min_instance_area`` — thing instances with fewer pixels than this in a frame become ignore.
   The paper ignores "extremely small instances" on Waymo but gives no threshold, and none exists in
   CUPS, the Waymo tools or DeepLab2 (UNKNOWN), so the default is ``0`` (keep all).
@@ -80,6 +86,14 @@ from vpsbench.video import FrameRef, LabelMap, PanopticFrame, SequenceRef
 
 #: (height, width) of the FRONT camera.
 RESOLUTION = (1280, 1920)
+#: (height, width) of each camera, by the ``camera`` protocol option's value.
+CAMERA_RESOLUTIONS: dict[str, tuple[int, int]] = {
+    "front": RESOLUTION,
+    "front_left": RESOLUTION,
+    "front_right": RESOLUTION,
+    "side_left": (886, 1920),
+    "side_right": (886, 1920),
+}
 
 #: Waymo camera-segmentation types 0..28 (``camera_segmentation.proto``).
 WAYMO_NAMES: tuple[str, ...] = (
@@ -179,10 +193,14 @@ VALIDATION_CONTEXTS: dict[str, int] = {
 
 LAYOUT = (
     "validation/<context>/{i}_semantic.png, {i}_instance.png, {i}_image.png "
-    "(+ optional {i}_cameras.png, {i}_tracked.png), i = unpadded frame index"
+    "(+ optional {i}_cameras.png, {i}_tracked.png), i = unpadded frame index; other cameras: "
+    "{i}_<camera>_<kind>.png"
 )
 
-_FRAME_FILE = re.compile(r"(\d+)_(semantic|instance|image|cameras|tracked)\.png")
+_FRAME_FILE = re.compile(
+    r"(\d+)_(?:(front_left|front_right|side_left|side_right)_)?"
+    r"(semantic|instance|image|cameras|tracked)\.png"
+)
 _REQUIRED_KINDS = ("semantic", "instance", "image")
 
 
@@ -199,8 +217,8 @@ class _FrameFiles:
     paths: dict[str, Path]
 
 
-def _frame_files(context_dir: Path) -> tuple[list[_FrameFiles], list[Path]]:
-    """The frames of a context folder in numeric order, and the files that are no frame file."""
+def _frame_files(context_dir: Path, camera: str = "front") -> tuple[list[_FrameFiles], list[Path]]:
+    """A camera's frames in a context folder in numeric order, and the files of no camera."""
     paths_by_index: dict[int, dict[str, Path]] = defaultdict(dict)
     names: dict[int, str] = {}
     strays = []
@@ -209,9 +227,11 @@ def _frame_files(context_dir: Path) -> tuple[list[_FrameFiles], list[Path]]:
         if match is None or not path.is_file():
             strays.append(path)
             continue
+        if (match.group(2) or "front") != camera:
+            continue
         index = int(match.group(1))
         names[index] = match.group(1)
-        paths_by_index[index][match.group(2)] = path
+        paths_by_index[index][match.group(3)] = path
     frames = [_FrameFiles(names[i], paths_by_index[i]) for i in sorted(paths_by_index)]
     return frames, strays
 
@@ -223,14 +243,14 @@ class Waymo(Dataset):
     name = "waymo"
     description = "Waymo Open Dataset PVPS, FRONT camera, CUPS-extracted uint16 pngs"
     facts = DatasetFacts(
-        splits=("validation",),
+        splits=("validation", "training"),
         resolution="1920x1280 (FRONT camera)",
         annotated_frames="validation: 20 contexts / 1930 frames at 5 Hz",
         layout=LAYOUT,
         citation="Mei et al., Waymo Open Dataset: Panoramic Video Panoptic Segmentation, ECCV 2022",
         extra={
             "small instances": "threshold UNKNOWN; protocol option min_instance_area (default 0)",
-            "raw data": "TFRecord conversion is out of scope (use CUPS's preprocess_waymo.py)",
+            "raw data": "vpsbench datasets prepare waymo --from-tfrecords DIR (no TensorFlow)",
         },
     )
     protocol_options: ClassVar[Mapping[str, ProtocolOption]] = {
@@ -249,6 +269,11 @@ class Waymo(Dataset):
             "crowd",
             ("crowd", "keep"),
             "crowd: instances {i}_tracked.png marks untracked get instance 0 (official); keep",
+        ),
+        "camera": ProtocolOption(
+            "front",
+            tuple(CAMERA_RESOLUTIONS),
+            "which camera's files are read: {i}_<camera>_<kind>.png (front: {i}_<kind>.png)",
         ),
         "min_instance_area": ProtocolOption(
             "0",
@@ -290,8 +315,13 @@ class Waymo(Dataset):
         require_root(self.root, self.name, LAYOUT)
         return require_directory(self.root / split, self.name, LAYOUT)
 
+    def _camera_part(self) -> str:
+        camera = self.protocol["camera"]
+        return "" if camera == "front" else f"{camera}_"
+
     def _frame_path(self, split: str, frame: FrameRef, kind: str) -> Path:
-        return self.root / split / frame.sequence / f"{frame.name}_{kind}.png"
+        name = f"{frame.name}_{self._camera_part()}{kind}.png"
+        return self.root / split / frame.sequence / name
 
     def image_path(self, split: str, frame: FrameRef) -> Path | None:
         """The FRONT camera image of a frame."""
@@ -301,7 +331,7 @@ class Waymo(Dataset):
         """Context folders with their labelled frames (those with a semantic map), numerically."""
         refs = []
         for context_dir in subdirectories(self._split_dir(split)):
-            files, _ = _frame_files(context_dir)
+            files, _ = _frame_files(context_dir, self.protocol["camera"])
             names = [frame.name for frame in files if "semantic" in frame.paths]
             frames = tuple(FrameRef(context_dir.name, name, i) for i, name in enumerate(names))
             if frames:
@@ -347,6 +377,10 @@ class Waymo(Dataset):
             if not path.is_dir()
         ]
         folders = {context_name(path.name): path for path in subdirectories(split_dir)}
+        if split != "validation":
+            for folder in folders.values():
+                problems += self._verify_context(folder, None)
+            return problems
         for context, count in VALIDATION_CONTEXTS.items():
             if context not in folders:
                 problems.append(
@@ -359,16 +393,18 @@ class Waymo(Dataset):
             problems += self._verify_context(folder, VALIDATION_CONTEXTS[context])
         return problems
 
-    def _verify_context(self, folder: Path, count: int) -> list[Problem]:
-        frames, strays = _frame_files(folder)
+    def _verify_context(self, folder: Path, count: int | None) -> list[Problem]:
+        frames, strays = _frame_files(folder, self.protocol["camera"])
         problems = [Problem(str(path), "unexpected file") for path in strays]
         labelled = sum("semantic" in frame.paths for frame in frames)
-        if labelled != count:
+        if count is not None and labelled != count:
             problems.append(Problem(str(folder), f"{labelled} labelled frames, expected {count}"))
         required = _REQUIRED_KINDS + (("cameras",) if self.protocol["weights"] == "cameras" else ())
         for frame in frames:
             problems += [
-                Problem(str(folder / f"{frame.name}_{kind}.png"), "missing file")
+                Problem(
+                    str(folder / f"{frame.name}_{self._camera_part()}{kind}.png"), "missing file"
+                )
                 for kind in required
                 if kind not in frame.paths
             ]
@@ -385,9 +421,10 @@ class Waymo(Dataset):
                 except InputError as error:
                     problems.append(problem(error))
         semantic = maps.get("semantic")
-        reference = RESOLUTION if semantic is None else _shape(semantic)
+        resolution = CAMERA_RESOLUTIONS[self.protocol["camera"]]
+        reference = resolution if semantic is None else _shape(semantic)
         if semantic is not None:
-            problems += check_size(frame.paths["semantic"], reference, RESOLUTION)
+            problems += check_size(frame.paths["semantic"], reference, resolution)
         for kind, values in maps.items():
             if kind != "semantic" and _shape(values) != reference:
                 problems.append(
