@@ -222,6 +222,7 @@ class DepthGVideoCutLER(Method):
             counts = json.loads(path.read_text())
             totals = _add_counts(totals, np.array(counts["class_pixels"]))
             inside = _add_counts(inside, np.array(counts["inside_instances"]))
+        inside = _add_counts(inside, np.zeros(totals.size))  # no instance at all: zeros
         things = thing_stuff_split(totals, inside, self.settings.psi_thing_stuff)
         context.log(f"{PREDICT_STAGE}: pseudo thing classes {np.flatnonzero(things).tolist()}")
         for sequence in context.pending(PREDICT_STAGE):

@@ -257,11 +257,62 @@ def test_non_utf8_and_missing_files(tmp_path: Path) -> None:
         read_record(tmp_path / "absent.json")
 
 
-def test_unknown_fields_and_versions_are_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 0, True, 1.0, "1"])
+def test_unknown_fields_and_versions_are_rejected(tmp_path: Path, version: object) -> None:
     document = _document(reported_record())
-    document["schema_version"] = 2
+    document["schema_version"] = version
     with pytest.raises(InputError, match="schema_version"):
-        read_record(_write_json(tmp_path / "v2.json", document))
+        read_record(_write_json(tmp_path / "future.json", document))
+
+
+def test_version_1_records_are_migrated(tmp_path: Path, results: dict[str, Any]) -> None:
+    current = reproduced_record(results)
+    document = _document(current)
+    assert document["schema_version"] == 2 and "model" not in document
+    document["schema_version"] = 1
+    migrated = read_record(_write_json(tmp_path / "v1.json", document))
+    assert migrated == current and migrated.schema_version == 2
+    assert migrated.model is None and migrated.command is None and not migrated.is_stand_in
+    write_record(tmp_path / "now-v2.json", migrated)
+    assert json.loads((tmp_path / "now-v2.json").read_text())["schema_version"] == 2
+    for field, value in (("model", "stand-in"), ("command", "vpsbench demo")):
+        with pytest.raises(InputError, match=f"schema_version 1 has no field '{field}'"):
+            read_record(_write_json(tmp_path / "v1-bad.json", document | {field: value}))
+
+
+def test_model_and_command_round_trip(tmp_path: Path, results: dict[str, Any]) -> None:
+    command = "vpsbench run-method tiny-method --dataset kitti-step --set 'name=a b'"
+    record = record_from_results(results, "tiny-method", "1", model="stand-in", command=command)
+    assert record.schema_version == 2 and record.is_stand_in and record.command == command
+    write_record(tmp_path / "r.json", record)
+    assert read_record(tmp_path / "r.json") == record
+    assert record_problems(record) == []
+    assert not record_from_results(results, "tiny-method", "1", model="trained").is_stand_in
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model", "the-real-one", "model"),
+        ("model", "Stand-In", "model"),
+        ("command", "vpsbench demo\nrm -rf /", "command"),
+        ("command", "", "command"),
+        ("command", "x" * 2001, "command"),
+    ],
+)
+def test_bad_model_and_command_are_rejected(
+    tmp_path: Path, results: dict[str, Any], field: str, value: str, message: str
+) -> None:
+    document = _document(reproduced_record(results)) | {field: value}
+    with pytest.raises(InputError, match=f"invalid record: {message}"):
+        read_record(_write_json(tmp_path / "bad.json", document))
+
+
+def test_a_reported_record_is_never_a_stand_in(tmp_path: Path) -> None:
+    document = _document(reported_record()) | {"model": "stand-in"}
+    with pytest.raises(InputError, match="only a reproduced record can come from a weight-free"):
+        read_record(_write_json(tmp_path / "reported-stand-in.json", document))
+    assert read_record(_write_json(tmp_path / "ok.json", document | {"model": "published"}))
 
 
 def test_reported_needs_citation_and_reproduced_needs_digest(results: dict[str, Any]) -> None:
@@ -344,6 +395,46 @@ def test_per_sequence_aggregates_are_checked(results: dict[str, Any]) -> None:
         update={"metrics": record.metrics.model_copy(update={"per_sequence": rows})}
     )
     assert any(problem.startswith("sequence 0002: STQ") for problem in record_problems(halved))
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        ("vpsbench run-method tiny-method --dataset kitti-step", None),
+        ("OMP_NUM_THREADS=1 python3 -m vpsbench run-method tiny-method -d kitti-step", None),
+        ("vpsbench run-method tiny --dataset=kitti-step --split val --stage predict", None),
+        ("vpsbench evaluate --pred p --dataset kitti-step --save-record r.json", None),
+        ("rm -rf / # vpsbench", "does not run vpsbench"),
+        ("vpsbench", "does not run vpsbench"),
+        ("vpsbench run-method 'tiny-method --dataset kitti-step", "not a shell command line"),
+        ("vpsbench run-method other --dataset kitti-step", "runs method 'other'"),
+        ("vpsbench run-method tiny-method --dataset waymo", "is not the record's 'kitti-step'"),
+        ("vpsbench run-method tiny-method", "--dataset [] is not the record's"),
+        ("vpsbench run-method tiny-method -d kitti-step --split train", "--split ['train']"),
+    ],
+)
+def test_the_command_must_agree_with_the_record(
+    results: dict[str, Any], command: str, problem: str | None
+) -> None:
+    record = record_from_results(results, "tiny-method", "1", command=command)
+    problems = record_problems(record)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+        with pytest.raises(VpsbenchError, match="record rejected"):
+            check_for_submission(record)
+
+
+@pytest.mark.parametrize("setting", ["weights=cups.ckpt", "per_frame=preds", "depthg_weights=d"])
+def test_a_stand_in_command_loads_no_weights(results: dict[str, Any], setting: str) -> None:
+    command = f"vpsbench run-method tiny-method --dataset kitti-step --set {setting}"
+    stand_in = record_from_results(results, "tiny-method", "1", model="stand-in", command=command)
+    assert any(
+        "weight-free stand-in record whose command loads" in p for p in record_problems(stand_in)
+    )
+    published = stand_in.model_copy(update={"model": "published"})
+    assert record_problems(published) == []
 
 
 def test_unknown_dataset_and_split_are_rejected() -> None:

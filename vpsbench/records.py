@@ -3,8 +3,11 @@
 A record is what the leaderboard shows and what ``vpsbench submit`` files: the method and its
 version, dataset and split, the protocol, the metrics (fractions in [0, 1], never %), the
 pseudo→ground-truth mapping, the SHA-256 of the prediction files and whether vpsbench reproduced
-the numbers or a paper reported them. Records come from strangers, so every field is validated
-(http(s) links only, slugs that cannot escape a folder, bounded sizes) before anything uses them.
+the numbers or a paper reported them, what model made the predictions (a ``stand-in`` is
+vpsbench's weight-free substitute, never the published model) and the command that regenerates
+them. Records come from strangers, so every field is validated (http(s) links only, slugs that
+cannot escape a folder, bounded sizes) before anything uses them. Schema version 1 records (no
+``model``/``command``) are still read: they are migrated to the current version on load.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ import vpsbench
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats.atomic import atomic_write_text
 
-RECORD_SCHEMA_VERSION: Final = 1
+RECORD_SCHEMA_VERSION: Final = 2
+#: Older versions :func:`parse_record` still reads, migrating them to the current one.
+OLDER_SCHEMA_VERSIONS: Final = (1,)
+V2_FIELDS: Final = frozenset({"model", "command"})
+MAX_COMMAND_LENGTH = 2000
 MAX_RECORD_BYTES = 1 << 20  # 1 MiB: a record is metadata and numbers, never data
 MAX_URL_LENGTH = 2000
 
@@ -47,6 +54,19 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 GitCommit = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,64}$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Provenance = Literal["reproduced", "reported"]
+#: What made the predictions: the method's ``published`` weights, weights ``trained`` by the run,
+#: a ``training-free`` procedure (no learned weights of its own, e.g. pseudo-labels), vpsbench's
+#: weight-free ``stand-in`` for a model whose weights were not available (NOT the published
+#: model), or ``external`` predictions made elsewhere and only tracked/scored here.
+ModelKind = Literal["published", "trained", "training-free", "stand-in", "external"]
+STAND_IN: Final = "stand-in"
+#: A shell command line: one printable line (quotes and spaces allowed), bounded.
+CommandLine = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_COMMAND_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"
+    ),
+]
 
 
 def _check_http_url(url: str) -> str:
@@ -150,7 +170,7 @@ class RunInfo(_Model):
 class ResultRecord(_Model):
     """One result of one method on one dataset split, with everything needed to trace it."""
 
-    schema_version: Literal[1] = RECORD_SCHEMA_VERSION
+    schema_version: Literal[2] = RECORD_SCHEMA_VERSION
     method: Slug
     method_name: SingleLine
     method_version: SingleLine
@@ -169,6 +189,8 @@ class ResultRecord(_Model):
     run: RunInfo | None = None
     timestamp: AwareDatetime
     provenance: Provenance
+    model: ModelKind | None = None
+    command: CommandLine | None = None
     citation: Citation | None = None
     links: list[Link] = Field(default_factory=list, max_length=20)
     notes: Paragraph | None = None
@@ -183,10 +205,17 @@ class ResultRecord(_Model):
                 raise ValueError("a reproduced record needs the predictions' sha256")
             if self.vpsbench_version is None:
                 raise ValueError("a reproduced record needs the vpsbench version")
+        if self.model == STAND_IN and self.provenance != "reproduced":
+            raise ValueError("only a reproduced record can come from a weight-free stand-in")
         return self
 
+    @property
+    def is_stand_in(self) -> bool:
+        """Whether the predictions come from vpsbench's weight-free stand-in, not the model."""
+        return self.model == STAND_IN
 
-def _validation_summary(error: ValidationError) -> str:
+
+def validation_summary(error: ValidationError) -> str:
     """The first validation problem as one line (``field.path: message``) and how many more."""
     problems = error.errors(include_url=False)
     first = problems[0]
@@ -217,7 +246,9 @@ def parse_record(text: str, source: str | Path) -> ResultRecord:
     if len(text.encode("utf-8")) > MAX_RECORD_BYTES:
         raise InputError(source, f"record is larger than {MAX_RECORD_BYTES} bytes")
     try:
-        json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as error:
         raise InputError(
             source, f"not valid JSON: {error.msg} (line {error.lineno} column {error.colno})"
@@ -226,10 +257,31 @@ def parse_record(text: str, source: str | Path) -> ResultRecord:
         raise InputError(source, f"not valid JSON: {error}") from None
     except RecursionError:
         raise InputError(source, "not valid JSON: nested too deeply") from None
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if type(version) is int and version in OLDER_SCHEMA_VERSIONS:  # not True/1.0
+        try:
+            text = json.dumps(migrate_document(document))
+        except ValueError as error:
+            raise InputError(source, f"invalid record: {error}") from None
     try:
         return ResultRecord.model_validate_json(text)
     except ValidationError as error:
-        raise InputError(source, f"invalid record: {_validation_summary(error)}") from None
+        raise InputError(source, f"invalid record: {validation_summary(error)}") from None
+
+
+def migrate_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """An older record's JSON document in the current schema.
+
+    Version 1 had no ``model`` and ``command``: they stay unset (unknown), which the board shows
+    as "not stated" and never as a stand-in.
+    """
+    migrated = dict(document)
+    if migrated.get("schema_version") == 1:
+        added = sorted(V2_FIELDS & set(migrated))
+        if added:
+            raise ValueError(f"schema_version 1 has no field {added[0]!r} (it is version 2's)")
+        migrated["schema_version"] = 2
+    return migrated
 
 
 def read_record(path: str | Path) -> ResultRecord:
@@ -326,8 +378,14 @@ def record_from_results(
     hardware: str | None = None,
     prediction_divisor: int | None = None,
     timestamp: datetime | None = None,
+    model: str | None = None,
+    command: str | None = None,
 ) -> ResultRecord:
-    """A ``reproduced`` record from the document ``result_to_dict`` wrote for an evaluation."""
+    """A ``reproduced`` record from the document ``result_to_dict`` wrote for an evaluation.
+
+    ``model`` says what made the predictions (see :data:`ModelKind`) and ``command`` the command
+    line that regenerates them.
+    """
     try:
         run: Mapping[str, Any] = results.get("run", {})
         predictions: Mapping[str, Any] = results["predictions"]
@@ -357,6 +415,8 @@ def record_from_results(
             },
             "timestamp": timestamp or datetime.now(UTC).replace(microsecond=0),
             "provenance": "reproduced",
+            "model": model,
+            "command": command,
             "links": list(links),
             "notes": notes,
         }
@@ -365,7 +425,7 @@ def record_from_results(
     try:
         return ResultRecord.model_validate(document, strict=False)
     except ValidationError as error:
-        raise VpsbenchError(f"cannot make a record: {_validation_summary(error)}") from None
+        raise VpsbenchError(f"cannot make a record: {validation_summary(error)}") from None
 
 
 def metric_values(record: ResultRecord) -> dict[str, float]:

@@ -64,6 +64,35 @@ def test_submit(environment: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "evil").exists()
 
 
+def test_submit_completes_what_made_the_predictions(environment: Path, tmp_path: Path) -> None:
+    stored = environment / "tiny-method" / "kitti-step-val.json"
+    incoming = tmp_path / "evaluated.json"
+    shutil.copy(stored, incoming)
+    command = "vpsbench run-method tiny-method --dataset kitti-step --stage pseudo-label"
+    args = ["submit", str(incoming), "--store", str(environment)]
+    notes = "predictions: the run's pseudo-label/labels"
+    code, _, err = run([*args, "--model", "training-free", "--command", command, "--notes", notes])
+    assert code == 0, err
+    filed = read_record(stored)
+    assert (filed.model, filed.command, filed.schema_version) == ("training-free", command, 2)
+    assert filed.notes == notes
+    assert filed.metrics == read_record(incoming).metrics
+
+    write_record(incoming, filed)
+    code, _, err = run([*args, "--model", "stand-in"])
+    assert code == 2 and "already states model 'training-free'; not replaced" in err
+    code, _, err = run([*args, "--command", "vpsbench run-method tiny-method --dataset waymo"])
+    assert code == 2 and "already states command" in err
+    shutil.copy(environment / "paper-method" / "kitti-step-val.json", incoming)
+    code, _, err = run([*args, "--model", "stand-in"])
+    assert code == 2 and "only a reproduced record can come from a weight-free stand-in" in err
+    code, _, err = run([*args, "--model", "magic"])
+    assert code == 2 and "--model: Input should be" in err
+    code, _, err = run([*args, "--command", "make predictions"])
+    assert code == 2 and "command does not run vpsbench" in err
+    assert read_record(environment / "paper-method" / "kitti-step-val.json").model is None
+
+
 def test_show_prints_names_literally(environment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run(["leaderboard", "show", "--store", str(environment)])

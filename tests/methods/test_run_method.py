@@ -245,3 +245,24 @@ def test_videocups_train_stage_says_when_pseudo_labels_are_missing(
     )
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "summary.json" in err and "run the pseudo-label stage first" in err
+
+
+def test_depthg_videocutler_without_any_instance_in_the_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 16×32 frames: the stand-in's smallest object (30 px) exceeds its largest (5 % of 512 px),
+    # so no instance exists anywhere; the thing/stuff split must see all classes as stuff.
+    root = prepare_synthetic(
+        tmp_path / "tiny",
+        videos=1,
+        frames=3,
+        height=16,
+        width=32,
+        seed=2,
+        splits=["val"],
+        workers=1,
+    )
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(run_args("depthg-videocutler", root, run_dir), capsys)
+    assert code == 0, err
+    assert len(list((run_dir / "predictions").rglob("*.png"))) == 3

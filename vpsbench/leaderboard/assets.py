@@ -83,7 +83,8 @@ SORT_JS = """\
 """
 
 STYLE_CSS = """\
-:root { --reproduced: #1a7f37; --reported: #9a6700; --line: #d0d7de; --muted: #57606a; }
+:root { --reproduced: #1a7f37; --reported: #9a6700; --stand-in: #6e7781; --line: #d0d7de;
+  --muted: #57606a; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
   color: #1f2328; background: #ffffff; }
@@ -110,6 +111,10 @@ td.reproduced { color: var(--reproduced); font-weight: 600; }
   padding: 0.05rem 0.45rem; border-radius: 1rem; letter-spacing: 0.02em; white-space: nowrap; }
 .badge.reproduced { background: var(--reproduced); color: #ffffff; }
 .badge.reported { background: #fff8c5; color: var(--reported); border: 1px dashed var(--reported); }
+.badge.stand-in { background: repeating-linear-gradient(135deg, #eaeef2 0 4px, #ffffff 4px 8px);
+  color: #24292f; border: 1px solid var(--stand-in); }
+tr.stand-in td { color: var(--muted); }
+tr.stand-in td:first-child { border-left: 3px dotted var(--stand-in); }
 .legend, .note { color: var(--muted); }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 .plot { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; max-width: 100%;

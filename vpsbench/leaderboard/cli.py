@@ -15,7 +15,7 @@ from vpsbench.errors import VpsbenchError
 from vpsbench.leaderboard.build import build_leaderboard
 from vpsbench.leaderboard.database import LeaderboardDatabase
 from vpsbench.leaderboard.publish import publish
-from vpsbench.leaderboard.site import percent
+from vpsbench.leaderboard.site import STAND_IN_LABEL, display_name, percent
 from vpsbench.leaderboard.store import DEFAULT_STORE, load_store, submit_file
 from vpsbench.leaderboard.verify import verify_records
 
@@ -44,9 +44,25 @@ def _store(store: Path | None) -> Path:
 def submit_command(
     record: Annotated[Path, typer.Argument(help="Record JSON to validate and file.")],
     store: StoreOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="What made the predictions, where the record does not say: published, trained, "
+            "training-free, stand-in (vpsbench's weight-free stand-in) or external."
+        ),
+    ] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            help="The command line that regenerates the predictions, where the record lacks it."
+        ),
+    ] = None,
+    notes: Annotated[
+        str | None, typer.Option(help="Notes (where the predictions are), if the record has none.")
+    ] = None,
 ) -> None:
     """Validate a result record and file it at <store>/<method>/<dataset>-<split>.json."""
-    target = submit_file(_store(store), record)
+    target = submit_file(_store(store), record, model=model, command=command, notes=notes)
     _console().print(f"record filed at {target}", highlight=False)
 
 
@@ -68,10 +84,13 @@ def show_command(
             table = Table("#", "method", "provenance", "STQ", "AQ", "SQ", "VPQ", title=key.label)
             for row in database.board(key):
                 style = "italic yellow" if row.provenance == "reported" else "bold green"
+                provenance = Text(row.provenance, style=style)
+                if row.stand_in:
+                    provenance.append(f" ({STAND_IN_LABEL})", style="dim")
                 table.add_row(
-                    str(row.rank),
-                    Text(row.method_name),
-                    Text(row.provenance, style=style),
+                    "–" if row.rank is None else str(row.rank),
+                    Text(display_name(row.method_name, row.stand_in)),
+                    provenance,
                     *(percent(v, row.precision) for v in (row.stq, row.aq, row.sq, row.vpq)),
                 )
             console.print(table)

@@ -3,17 +3,22 @@
 STQ is sqrt(AQ · SQ), for the split and for every sequence, and the split's AQ is the
 tube-weighted mean of the sequences' AQ. Reported numbers are rounded (``precision``, e.g. 0.001
 for 0.1 %), so a check passes when some unrounded values inside the rounding intervals satisfy it.
+A record's ``command`` must be a vpsbench command line that agrees with the record (a
+``run-method`` names its method, dataset and split) and a stand-in's command loads no weights.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 
 from vpsbench.datasets import dataset_class, dataset_names
 from vpsbench.records import ResultRecord, SequenceMetrics
 
 #: Slack on top of the rounding interval: float error of numbers computed exactly.
 EXACT_TOLERANCE = 1e-9
+#: ``--set`` keys that load a published model or its predictions: a stand-in never has them.
+WEIGHT_SETTINGS = ("weights", "depthg_weights", "dino_weights", "per_frame")
 
 
 def stq_is_consistent(stq: float, aq: float, sq: float, precision: float | None) -> bool:
@@ -95,6 +100,64 @@ def _check_classes(record: ResultRecord) -> list[str]:
     return problems
 
 
+def _vpsbench_arguments(words: list[str]) -> list[str] | None:
+    """The arguments after ``vpsbench`` (or ``python -m vpsbench``, ``torchrun … -m vpsbench``)."""
+    position = 0
+    while position < len(words) and "=" in words[position] and not words[position].startswith("-"):
+        position += 1  # leading VAR=value environment assignments
+    if position < len(words) and words[position].rsplit("/", 1)[-1] == "vpsbench":
+        return words[position + 1 :]
+    for index in range(position, len(words) - 1):
+        if words[index] == "-m" and words[index + 1] == "vpsbench":
+            return words[index + 2 :]
+    return None
+
+
+def _option_values(arguments: list[str], *names: str) -> list[str]:
+    """Every value of an option given as ``--name value`` or ``--name=value``."""
+    values = []
+    for index, word in enumerate(arguments):
+        if word in names and index + 1 < len(arguments):
+            values.append(arguments[index + 1])
+        values += [word.split("=", 1)[1] for name in names if word.startswith(f"{name}=")]
+    return values
+
+
+def _check_command(record: ResultRecord) -> list[str]:
+    """The command must run vpsbench, agree with the record and, for a stand-in, load nothing."""
+    if record.command is None:
+        return []
+    try:
+        words = shlex.split(record.command)
+    except ValueError as error:
+        return [f"command is not a shell command line: {error}"]
+    arguments = _vpsbench_arguments(words)
+    if not arguments:
+        return ["command does not run vpsbench (vpsbench …, python -m vpsbench …)"]
+    problems = []
+    if arguments[0] == "run-method":
+        named = arguments[1] if len(arguments) > 1 else ""
+        if record.method != named and not record.method.startswith(f"{named}-"):
+            problems.append(f"command runs method {named!r} but the record is {record.method!r}")
+        datasets = _option_values(arguments, "--dataset", "-d")
+        if datasets != [record.dataset]:
+            problems.append(
+                f"command's --dataset {datasets} is not the record's {record.dataset!r}"
+            )
+        splits = _option_values(arguments, "--split")
+        if splits and splits != [record.split]:
+            problems.append(f"command's --split {splits} is not the record's {record.split!r}")
+    if record.is_stand_in:
+        settings = _option_values(arguments, "--set")
+        loaded = [s for s in settings if s.partition("=")[0].strip() in WEIGHT_SETTINGS]
+        if loaded:
+            problems.append(
+                f"a weight-free stand-in record whose command loads {loaded[0]!r}: "
+                "with weights it is not the stand-in"
+            )
+    return problems
+
+
 def record_problems(record: ResultRecord) -> list[str]:
     """Every inconsistency of a (schema-valid) record, one line each; empty when it is sound."""
     problems = _check_dataset(record)
@@ -104,4 +167,5 @@ def record_problems(record: ResultRecord) -> list[str]:
             f"STQ {metrics.stq!r} != sqrt(AQ {metrics.aq!r} · SQ {metrics.sq!r})"
             + (f" within the precision {record.precision!r}" if record.precision else "")
         )
-    return problems + _check_sequences(record) + _check_classes(record)
+    problems += _check_sequences(record) + _check_classes(record)
+    return problems + _check_command(record)

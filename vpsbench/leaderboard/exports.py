@@ -1,4 +1,8 @@
-"""Machine- and README-friendly exports of the board: ``leaderboard.json`` and ``.md``."""
+"""Machine- and README-friendly exports of the board: ``leaderboard.json`` and ``.md``.
+
+Both list boards of real data first and the synthetic boards in a section of their own; a row of a
+weight-free stand-in has no rank, says so in its name and carries ``stand_in: true``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,20 @@ import json
 from typing import Any
 
 from vpsbench.leaderboard.database import LeaderboardDatabase
-from vpsbench.leaderboard.site import REPORTED_NOTE, REPRODUCED_NOTE, percent, record_file
+from vpsbench.leaderboard.site import (
+    REPORTED_NOTE,
+    REPRODUCED_NOTE,
+    STAND_IN_LABEL,
+    STAND_IN_NOTE,
+    SYNTHETIC_NOTE,
+    display_name,
+    percent,
+    record_file,
+)
 
-EXPORT_SCHEMA_VERSION = 1
+#: 2: rows gained ``model``, ``stand_in`` and ``command``; a stand-in's ``rank`` is null; boards
+#: gained ``synthetic``.
+EXPORT_SCHEMA_VERSION = 2
 _MARKDOWN_SPECIAL = "\\`*_[]|~"
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 
@@ -24,6 +39,9 @@ def leaderboard_document(database: LeaderboardDatabase) -> dict[str, Any]:
                 "method_name": row.method_name,
                 "method_version": row.method_version,
                 "provenance": row.provenance,
+                "model": row.model,
+                "stand_in": row.stand_in,
+                "command": row.command,
                 "stq": row.stq,
                 "aq": row.aq,
                 "sq": row.sq,
@@ -34,7 +52,9 @@ def leaderboard_document(database: LeaderboardDatabase) -> dict[str, Any]:
             }
             for row in database.board(key)
         ]
-        boards.append({"dataset": key.dataset, "split": key.split, "rows": rows})
+        boards.append(
+            {"dataset": key.dataset, "split": key.split, "synthetic": key.synthetic, "rows": rows}
+        )
     summary = [
         {
             "method": row.method,
@@ -68,10 +88,23 @@ def leaderboard_markdown(database: LeaderboardDatabase) -> str:
         "",
         f"STQ, AQ, SQ in %. *reported*: {REPORTED_NOTE}; **reproduced**: {REPRODUCED_NOTE}.",
     ]
+    synthetic_heading = False
     for key in database.boards():
+        level = "##"
+        if key.synthetic:
+            level = "###"
+            if not synthetic_heading:
+                synthetic_heading = True
+                lines += [
+                    "",
+                    "## Synthetic data",
+                    "",
+                    f"{markdown_text(SYNTHETIC_NOTE)}. Rows marked *{STAND_IN_LABEL}* are "
+                    f"{markdown_text(STAND_IN_NOTE)}.",
+                ]
         lines += [
             "",
-            f"## {markdown_text(key.dataset)} {markdown_text(key.split)}",
+            f"{level} {markdown_text(key.dataset)} {markdown_text(key.split)}",
             "",
             "| # | Method | STQ | AQ | SQ | Provenance |",
             "|--:|:--|--:|--:|--:|:--|",
@@ -82,8 +115,10 @@ def leaderboard_markdown(database: LeaderboardDatabase) -> str:
                 provenance = f"*reported*{source}"
             else:
                 provenance = "**reproduced**"
+            if row.stand_in:
+                provenance += f" · *{STAND_IN_LABEL}*"
             numbers = " | ".join(percent(v, row.precision) for v in (row.stq, row.aq, row.sq))
-            lines.append(
-                f"| {row.rank} | {markdown_text(row.method_name)} | {numbers} | {provenance} |"
-            )
+            rank = "–" if row.rank is None else str(row.rank)
+            name = markdown_text(display_name(row.method_name, row.stand_in))
+            lines.append(f"| {rank} | {name} | {numbers} | {provenance} |")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from html import escape
 
 REPRODUCED_COLOUR = "#1a7f37"
 REPORTED_COLOUR = "#9a6700"
+STAND_IN_COLOUR = "#6e7781"
 AXIS_COLOUR = "#57606a"
 GRID_COLOUR = "#d0d7de"
 LABEL_CHARACTERS = 28
@@ -27,6 +28,7 @@ class ScatterPoint:
     x: float
     y: float
     reported: bool
+    stand_in: bool = False  # a weight-free stand-in: grey, never the method's own marker
 
 
 def _number(value: float) -> str:
@@ -82,12 +84,14 @@ def _scatter_point(
     """One marker with its tooltip and label (a leader line when the label had to move)."""
     colour = REPORTED_COLOUR if point.reported else REPRODUCED_COLOUR
     kind = "reported" if point.reported else "reproduced"
+    if point.stand_in:
+        colour, kind = STAND_IN_COLOUR, f"{kind} stand-in"
     tooltip = (
         f"{point.label}: {y_name} {_percent(point.y)} %, {x_name} {_percent(point.x)} % ({kind})"
     )
     marker = (
         f'fill="#ffffff" stroke="{colour}" stroke-width="2" stroke-dasharray="3 2"'
-        if point.reported
+        if point.reported or point.stand_in
         else f'fill="{colour}" stroke="{colour}" stroke-width="1"'
     )
     label_x = x - 8 if label_on_left else x + 8

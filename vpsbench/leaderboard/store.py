@@ -6,9 +6,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.leaderboard.consistency import record_problems
-from vpsbench.records import SLUG_PATTERN, ResultRecord, read_record, write_record
+from vpsbench.records import (
+    SLUG_PATTERN,
+    ResultRecord,
+    read_record,
+    validation_summary,
+    write_record,
+)
 
 DEFAULT_STORE = Path("submissions")
 
@@ -54,17 +62,61 @@ def check_for_submission(record: ResultRecord) -> None:
 
 
 def submit_record(store: Path, record: ResultRecord) -> Path:
-    """Validate a record and file it atomically at its place in the store."""
+    """Validate a record and file it atomically at its place in the store.
+
+    A weight-free stand-in's record never replaces a record of the method itself (same method,
+    dataset and split): the board would lose the real number and show the stand-in instead.
+    """
     check_for_submission(record)
     target = record_path(store, record)
+    if record.is_stand_in and target.is_file():
+        existing = read_record(target)
+        if not existing.is_stand_in:
+            raise VpsbenchError(
+                f"record rejected: {relative_record_path(record)} holds a {existing.provenance} "
+                "record of the method itself; a weight-free stand-in's record never replaces it"
+            )
     write_record(target, record)
     return target
 
 
-def submit_file(store: Path, source: Path) -> Path:
-    """Read, validate and file a record file; errors name the file."""
+def complete_origin(
+    record: ResultRecord,
+    model: str | None = None,
+    command: str | None = None,
+    notes: str | None = None,
+) -> ResultRecord:
+    """The record with ``model``, ``command`` and ``notes`` set where it has none (never replaced).
+
+    For records that ``vpsbench evaluate --save-record`` wrote about predictions it did not make:
+    the submitter states what made them and how to regenerate them; the result is validated anew.
+    """
+    given = {"model": model, "command": command, "notes": notes}
+    for field, value in given.items():
+        stated = getattr(record, field)
+        if value is not None and stated is not None and stated != value:
+            raise VpsbenchError(f"the record already states {field} {stated!r}; not replaced")
+    document = record.model_dump(mode="json")
+    document |= {field: value for field, value in given.items() if value is not None}
+    try:
+        return ResultRecord.model_validate(document, strict=False)
+    except ValidationError as error:
+        raise VpsbenchError(f"--{validation_summary(error)}") from None
+
+
+def submit_file(
+    store: Path,
+    source: Path,
+    *,
+    model: str | None = None,
+    command: str | None = None,
+    notes: str | None = None,
+) -> Path:
+    """Read, validate and file a record file (completing its origin, see above); errors name it."""
     record = read_record(source)
     try:
+        if model is not None or command is not None or notes is not None:
+            record = complete_origin(record, model, command, notes)
         return submit_record(store, record)
     except InputError:
         raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from vpsbench.evaluation import EvaluationJob, EvaluationResult, evaluate, selec
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.methods.base import (
     PREDICT_STAGE,
+    Method,
     MethodConfig,
     RunContext,
     build_config,
@@ -40,6 +42,9 @@ from vpsbench.methods.base import (
 from vpsbench.methods.registry import method_class
 from vpsbench.predictions import PredictionSource
 from vpsbench.results import result_to_dict, write_results
+
+#: The stage that trains a method's own weights (a finished one makes the record ``trained``).
+TRAIN_STAGE = "train"
 
 
 @dataclass(frozen=True)
@@ -177,19 +182,105 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
     result = evaluate(job, sequences=[s.name for s in sequences])
     write_results(run_dir / "results.json", result)
     record_path = run_dir / "record.json"
-    _write_record(record_path, result, cls.name, manifest)
+    done = tuple(s for s in cls.stages if context.is_done(s))
+    _write_record(
+        record_path,
+        result,
+        cls.name,
+        manifest,
+        model=model_kind(method, run_dir, done),
+        command=command_line(request, None if done == cls.stages else done),
+    )
     return RunOutcome(run_dir, result, record_path)
 
 
+#: What a stage's ``mode.json`` (written by the baselines) says → the record's ``model``.
+MODE_MODELS = {
+    "weight-free stand-in": "stand-in",
+    "published weights": "published",
+    "per-frame predictions": "external",
+}
+
+
+def model_kind(method: Method, run_dir: Path, finished: Sequence[str] = ()) -> str | None:
+    """What made the run's predictions, for the record's ``model`` (None: not known).
+
+    In order: the ``mode.json`` the method's stages wrote (any stand-in wins, so a stand-in is
+    never recorded as the model); the baselines' settings convention (``per_frame`` given:
+    external; ``weights`` given: published; a ``weights`` setting left empty: the weight-free
+    stand-in); a ``train`` stage among the ``finished`` ones: trained.
+    """
+    modes: set[str] = set()
+    for path in sorted(run_dir.glob("*/mode.json")):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and document.get("mode") in MODE_MODELS:
+            modes.add(MODE_MODELS[document["mode"]])
+    if modes:
+        return "stand-in" if "stand-in" in modes else sorted(modes)[0]
+    settings = {
+        item.name: getattr(method.config, item.name) for item in dataclasses.fields(method.config)
+    }
+    if settings.get("per_frame") is not None:
+        return "external"
+    if "weights" in settings:
+        return "published" if settings["weights"] is not None else "stand-in"
+    if TRAIN_STAGE in finished:
+        return "trained"
+    return None
+
+
+def command_line(request: RunRequest, stages: Sequence[str] | None = None) -> str:
+    """The ``vpsbench run-method`` command line that reruns ``request`` (shell-quoted).
+
+    ``stages`` lists the stages to name with ``--stage`` (None: all, the command's default).
+    """
+    parts = ["vpsbench", "run-method", request.method, "--dataset", request.dataset]
+    if request.root is not None:
+        parts += ["--root", str(request.root)]
+    if request.split is not None:
+        parts += ["--split", request.split]
+    for key, value in request.protocol.items():
+        parts += ["--protocol", f"{key}={value}"]
+    for stage in stages or ():
+        parts += ["--stage", stage]
+    if request.config_file is not None:
+        parts += ["--config", str(request.config_file)]
+    for override in request.overrides:
+        parts += ["--set", override]
+    if request.run_dir is not None:
+        parts += ["--run-dir", str(request.run_dir)]
+    if request.device != "cpu":
+        parts += ["--device", request.device]
+    if request.sequences:
+        parts += ["--sequences", ",".join(request.sequences)]
+    return shlex.join(parts)
+
+
 def _write_record(
-    path: Path, result: EvaluationResult, method: str, manifest: Mapping[str, Any]
+    path: Path,
+    result: EvaluationResult,
+    method: str,
+    manifest: Mapping[str, Any],
+    *,
+    model: str | None = None,
+    command: str | None = None,
 ) -> None:
-    """A result record (issue 4's schema) of the run, ready for ``vpsbench submit``."""
+    """A result record of the run, ready for ``vpsbench submit``: what made it and how to rerun."""
     from vpsbench.records import record_from_results, write_record
 
     notes = f"vpsbench run-method {method}; config {json.dumps(manifest['config'], sort_keys=True)}"
+    if model == "stand-in":
+        notes = f"weight-free stand-in, NOT the published model of {method}. {notes}"
     record = record_from_results(
-        result_to_dict(result), method, vpsbench.__version__, notes=notes[:2000]
+        result_to_dict(result),
+        method,
+        vpsbench.__version__,
+        notes=notes[:2000],
+        model=model,
+        command=command,
     )
     write_record(path, record)
 
