@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from tests.leaderboard.fixtures import (
 )
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.leaderboard.consistency import record_problems, stq_is_consistent
+from vpsbench.leaderboard.exports import markdown_text
+from vpsbench.leaderboard.plots import escape as svg_text
+from vpsbench.leaderboard.site import display_name
 from vpsbench.leaderboard.store import (
     check_for_submission,
     load_store,
@@ -31,6 +36,7 @@ from vpsbench.records import (
     MAX_RECORD_BYTES,
     ResultRecord,
     metric_values,
+    neutralise_bidi,
     parse_record,
     read_record,
     record_from_results,
@@ -492,3 +498,76 @@ def test_names_are_single_printable_lines(tmp_path: Path, name: str) -> None:
     with pytest.raises(InputError, match="invalid record: method_name") as caught:
         read_record(_write_json(tmp_path / "name.json", document))
     assert str(caught.value).isprintable()
+
+
+#: Unicode's bidirectional controls: U+202E makes "VideoCUPS\u202e(reproduced)" read backwards.
+BIDI = ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067", "\u2068", "\u2069"]
+BIDI_MARKS = ["\u200e", "\u200f", "\u061c"]
+
+
+@pytest.mark.parametrize("control", BIDI + BIDI_MARKS)
+@pytest.mark.parametrize(
+    "field",
+    [
+        ("method_name",),
+        ("method_version",),
+        ("notes",),
+        ("citation", "text"),
+        ("citation", "locator"),
+    ],
+)
+def test_bidirectional_controls_are_refused_in_every_displayed_field(
+    tmp_path: Path, control: str, field: tuple[str, ...]
+) -> None:
+    document = _document(reported_record())
+    parent = document
+    for key in field[:-1]:
+        parent = parent[key]
+    parent[field[-1]] = f"Paper{control}Method"
+    with pytest.raises(InputError, match=f"{'.'.join(field)}: .*bidirectional control") as caught:
+        read_record(_write_json(tmp_path / "bidi.json", document))
+    assert str(caught.value).isprintable() and f"U+{ord(control):04X}" in str(caught.value)
+
+
+def test_bidirectional_controls_are_refused_in_keys_links_and_commands(
+    tmp_path: Path, results: dict[str, Any]
+) -> None:
+    document = _document(reported_record())
+    document["links"] = [{"label": "code\u202e", "url": "https://example.org/"}]
+    with pytest.raises(InputError, match=r"links\.0\.label: .*bidirectional"):
+        read_record(_write_json(tmp_path / "label.json", document))
+    document["links"] = [{"label": "code", "url": "https://example.org/\u202egnp.exe"}]
+    with pytest.raises(InputError, match=r"links\.0\.url"):
+        read_record(_write_json(tmp_path / "url.json", document))
+    document["links"] = []
+    document["protocol"]["options"] = {"root\u2067": "x"}
+    with pytest.raises(InputError, match="bidirectional"):
+        read_record(_write_json(tmp_path / "key.json", document))
+    with pytest.raises(VpsbenchError, match="bidirectional"):
+        record_from_results(
+            results, "tiny-method", "1.0", command="vpsbench run-method tiny-method\u202e"
+        )
+
+
+def test_bidirectional_controls_are_neutralised_in_displayed_text() -> None:
+    disguised = "evil\u202egnp.exe"
+    for shown in (
+        neutralise_bidi(disguised),
+        markdown_text(disguised),
+        svg_text(disguised),
+        display_name(disguised, stand_in=True),
+    ):
+        assert "\u202e" not in shown and "U+202E" in shown
+    assert neutralise_bidi("Ünïcode names stay") == "Ünïcode names stay"
+
+
+def test_error_lines_show_bidirectional_controls(tmp_path: Path) -> None:
+    disguised = tmp_path / "record\u202enosj.exe"
+    completed = subprocess.run(
+        [sys.executable, "-m", "vpsbench", "submit", str(disguised), "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2 and completed.stderr.count("\n") == 1
+    assert "\u202e" not in completed.stderr and "record[U+202E]nosj.exe" in completed.stderr

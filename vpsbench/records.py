@@ -45,11 +45,39 @@ MAX_URL_LENGTH = 2000
 #: A method, dataset or split id: lower-case words joined by single ``-``, ``_`` or ``.``.
 SLUG_PATTERN = r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$"
 
+#: Unicode's bidirectional controls (marks, embeddings, overrides, isolates): invisible, they
+#: reorder the text around them, so ``evil\u202egnp.exe`` displays as ``evilexe.png``.
+BIDI_CONTROLS: Final = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def _refuse_bidi_controls(text: str) -> str:
+    """Refuse text with bidirectional control characters: they display text disguised."""
+    found = next((ch for ch in text if ch in BIDI_CONTROLS), None)
+    if found is not None:
+        raise ValueError(
+            f"contains the bidirectional control character U+{ord(found):04X}, "
+            "which displays the text disguised"
+        )
+    return text
+
+
+def neutralise_bidi(text: str) -> str:
+    """Text safe to display: each bidirectional control becomes a visible ``[U+202E]``."""
+    if not BIDI_CONTROLS.intersection(text):
+        return text
+    return "".join(f"[U+{ord(ch):04X}]" if ch in BIDI_CONTROLS else ch for ch in text)
+
+
+NoBidi = AfterValidator(_refuse_bidi_controls)
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=64)]
 SingleLine = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+    NoBidi,
 ]
-Paragraph = Annotated[str, StringConstraints(max_length=5000)]
+Paragraph = Annotated[str, StringConstraints(max_length=5000), NoBidi]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 GitCommit = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,64}$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -66,6 +94,7 @@ CommandLine = Annotated[
     StringConstraints(
         min_length=1, max_length=MAX_COMMAND_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"
     ),
+    NoBidi,
 ]
 
 
@@ -73,7 +102,10 @@ def _check_http_url(url: str) -> str:
     """Accept only absolute http(s) URLs without spaces, quotes or angle brackets."""
     if len(url) > MAX_URL_LENGTH:
         raise ValueError(f"URL longer than {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ch in "\"'<>`\\" or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+    if any(
+        ch.isspace() or ch in "\"'<>`\\" or ord(ch) < 32 or ord(ch) == 127 or ch in BIDI_CONTROLS
+        for ch in url
+    ):
         raise ValueError("URL contains whitespace, quotes, backslashes or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:

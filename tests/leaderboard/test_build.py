@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from tests.leaderboard.conftest import StoreLayout
@@ -64,6 +65,7 @@ def test_database_rows(store_layout: StoreLayout) -> None:
 def test_site_files(built_site: Path) -> None:
     files = sorted(_files(built_site))
     assert files == [
+        ".vpsbench-site.json",
         "assets/sort.js",
         "assets/style.css",
         "index.html",
@@ -138,13 +140,19 @@ def test_build_is_deterministic_and_removes_stale_pages(
 ) -> None:
     again = tmp_path / "again"
     (again / "methods").mkdir(parents=True)
-    (again / "methods" / "gone.html").write_text("stale", encoding="utf-8")
     (again / "notes.txt").write_text("kept", encoding="utf-8")
     build_leaderboard(store_layout.store, again)
-    assert not (again / "methods" / "gone.html").exists()
     assert (again / "notes.txt").read_text(encoding="utf-8") == "kept"
     (again / "notes.txt").unlink()
     assert _files(again) == _files(built_site)
+
+    # a page the previous build wrote (it is in its manifest) goes once its method is gone
+    store = Path(shutil.copytree(store_layout.store, tmp_path / "store"))
+    shutil.rmtree(store / "xss-probe")
+    build_leaderboard(store, again)
+    assert not (again / "methods" / "xss-probe.html").exists()
+    assert not (again / "records" / "xss-probe").exists()
+    assert (again / "methods" / "paper-method.html").is_file()
 
 
 def test_markdown_escaping() -> None:

@@ -71,7 +71,10 @@ def test_submit_completes_what_made_the_predictions(environment: Path, tmp_path:
     command = "vpsbench run-method tiny-method --dataset kitti-step --stage pseudo-label"
     args = ["submit", str(incoming), "--store", str(environment)]
     notes = "predictions: the run's pseudo-label/labels"
-    code, _, err = run([*args, "--model", "training-free", "--command", command, "--notes", notes])
+    completed = ["--model", "training-free", "--command", command, "--notes", notes]
+    code, _, err = run([*args, *completed])
+    assert code == 2 and "already exists in the store; pass --replace" in err
+    code, _, err = run([*args, *completed, "--replace"])
     assert code == 0, err
     filed = read_record(stored)
     assert (filed.model, filed.command, filed.schema_version) == ("training-free", command, 2)

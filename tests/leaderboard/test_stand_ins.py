@@ -226,6 +226,6 @@ def test_the_committed_board_has_the_synthetic_rows_with_stand_ins_flagged(tmp_p
 
     site = tmp_path / "site"
     build_leaderboard(REPO / "submissions", site)
-    for name in ("index.html", "leaderboard.md", "leaderboard.json"):
+    for name in ("index.html", "leaderboard.md", "leaderboard.json", ".vpsbench-site.json"):
         committed = (REPO / "leaderboard" / name).read_bytes()
         assert committed == (site / name).read_bytes(), f"rebuild leaderboard/{name}"

@@ -60,9 +60,19 @@ def submit_command(
     notes: Annotated[
         str | None, typer.Option(help="Notes (where the predictions are), if the record has none.")
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Overwrite a different record already filed for the same method, dataset and "
+            "split (a reported record is never replaced by a reproduced one).",
+        ),
+    ] = False,
 ) -> None:
     """Validate a result record and file it at <store>/<method>/<dataset>-<split>.json."""
-    target = submit_file(_store(store), record, model=model, command=command, notes=notes)
+    target = submit_file(
+        _store(store), record, model=model, command=command, notes=notes, replace=replace
+    )
     _console().print(f"record filed at {target}", highlight=False)
 
 

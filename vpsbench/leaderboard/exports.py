@@ -20,6 +20,7 @@ from vpsbench.leaderboard.site import (
     percent,
     record_file,
 )
+from vpsbench.records import neutralise_bidi
 
 #: 2: rows gained ``model``, ``stand_in`` and ``command``; a stand-in's ``rank`` is null; boards
 #: gained ``synthetic``.
@@ -76,7 +77,7 @@ def leaderboard_json(database: LeaderboardDatabase) -> str:
 
 def markdown_text(text: str) -> str:
     """Text that renders literally in a Markdown table cell (no markup, no raw HTML)."""
-    escaped = "".join(_HTML_ENTITIES.get(ch, ch) for ch in text)
+    escaped = "".join(_HTML_ENTITIES.get(ch, ch) for ch in neutralise_bidi(text))
     return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in escaped)
 
 

@@ -6,10 +6,12 @@ Styling uses presentation attributes only (the pages' CSP allows no inline ``sty
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
+
+from vpsbench.records import neutralise_bidi
 
 REPRODUCED_COLOUR = "#1a7f37"
 REPORTED_COLOUR = "#9a6700"
@@ -18,6 +20,11 @@ AXIS_COLOUR = "#57606a"
 GRID_COLOUR = "#d0d7de"
 LABEL_CHARACTERS = 28
 LABEL_GAP = 11.0  # px between label baselines (10 px font)
+
+
+def escape(text: str) -> str:
+    """Escape a label for SVG text, with bidirectional controls made visible."""
+    return html.escape(neutralise_bidi(text))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from vpsbench.leaderboard.database import (
     SummaryRow,
 )
 from vpsbench.leaderboard.plots import ScatterPoint, bars_svg, scatter_svg
-from vpsbench.records import ResultRecord
+from vpsbench.records import ResultRecord, neutralise_bidi
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -48,6 +48,10 @@ MODEL_NOTES = {
 }
 
 
+#: The footer's first words: how a folder is recognised as a site an older build wrote.
+FOOTER_MARKER = "Built by <code>vpsbench leaderboard build</code>"
+
+
 def percent(value: float | None, precision: float | None = None) -> str:
     """A fraction shown in % with as many decimals as it was given to (1 for 0.1 % rounding)."""
     if value is None:
@@ -58,7 +62,7 @@ def percent(value: float | None, precision: float | None = None) -> str:
 
 def _text(value: object) -> str:
     """Escape any value for HTML text or a double-quoted attribute."""
-    return escape(str(value), quote=True)
+    return escape(neutralise_bidi(str(value)), quote=True)
 
 
 def method_page(method: str) -> str:
@@ -86,7 +90,8 @@ def stand_in_badge() -> str:
 
 def display_name(method_name: str, stand_in: bool) -> str:
     """The name a row shows: a stand-in says so in the name itself, not only in its badge."""
-    return f"{method_name} (weight-free stand-in)" if stand_in else method_name
+    name = neutralise_bidi(method_name)
+    return f"{name} (weight-free stand-in)" if stand_in else name
 
 
 def page(title: str, body: str, prefix: str = "") -> str:
@@ -106,7 +111,7 @@ def page(title: str, body: str, prefix: str = "") -> str:
         f'<a href="{prefix}leaderboard.json">leaderboard.json</a>'
         f'<a href="{prefix}leaderboard.md">leaderboard.md</a></nav></header>\n'
         f"<main>\n{body}</main>\n"
-        "<footer>Built by <code>vpsbench leaderboard build</code> from the result records in "
+        f"<footer>{FOOTER_MARKER} from the result records in "
         "<code>submissions/</code>. STQ, AQ, SQ and VPQ in %.</footer>\n"
         "</body>\n</html>\n"
     )

@@ -10,15 +10,19 @@ from pydantic import ValidationError
 
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.leaderboard.consistency import record_problems
+from vpsbench.leaderboard.locking import exclusive_lock
 from vpsbench.records import (
     SLUG_PATTERN,
     ResultRecord,
     read_record,
+    record_to_json,
     validation_summary,
     write_record,
 )
 
 DEFAULT_STORE = Path("submissions")
+#: The lock file that serialises writes to a store (hidden: never read as a record).
+LOCK_NAME = ".vpsbench-store.lock"
 
 
 @dataclass(frozen=True)
@@ -61,22 +65,73 @@ def check_for_submission(record: ResultRecord) -> None:
         raise VpsbenchError(f"record rejected: {problems[0]}{more}")
 
 
-def submit_record(store: Path, record: ResultRecord) -> Path:
+def check_store_folder(store: Path) -> None:
+    """Refuse a store path that is not a folder (or lies under a file) before any work."""
+    for folder in (store, *store.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                problem = "not a folder" if folder == store else f"{folder} is not a folder"
+                raise InputError(store, f"--store: {problem}")
+            return
+
+
+def _check_replacement(record: ResultRecord, existing: ResultRecord, replace: bool) -> None:
+    """Refuse to overwrite a filed record unless asked to; some records are never replaced.
+
+    A weight-free stand-in's record never replaces a record of the method itself (the board
+    would show the stand-in instead of the real number), and a reproduced record never replaces
+    a reported one under the same slug (the paper's number and its citation would be lost).
+    """
+    where = relative_record_path(record)
+    if record.is_stand_in and not existing.is_stand_in:
+        raise VpsbenchError(
+            f"record rejected: {where} holds a {existing.provenance} "
+            "record of the method itself; a weight-free stand-in's record never replaces it"
+        )
+    if existing.provenance == "reported" and record.provenance == "reproduced":
+        raise VpsbenchError(
+            f"record rejected: {where} holds the reported (published) record; a reproduced "
+            "record never replaces it: file it under another method id"
+        )
+    if not replace:
+        raise VpsbenchError(
+            f"record rejected: {where} already exists in the store; pass --replace to overwrite it"
+        )
+
+
+def submit_record(store: Path, record: ResultRecord, replace: bool = False) -> Path:
     """Validate a record and file it atomically at its place in the store.
 
-    A weight-free stand-in's record never replaces a record of the method itself (same method,
-    dataset and split): the board would lose the real number and show the stand-in instead.
+    An existing different record is replaced only with ``replace`` (never a reported one by a
+    reproduced one, never the method's own by a stand-in's); filing the same record again is a
+    no-op. The store is locked while filing, so concurrent submissions never silently race.
     """
     check_for_submission(record)
+    check_store_folder(store)
     target = record_path(store, record)
-    if record.is_stand_in and target.is_file():
-        existing = read_record(target)
-        if not existing.is_stand_in:
-            raise VpsbenchError(
-                f"record rejected: {relative_record_path(record)} holds a {existing.provenance} "
-                "record of the method itself; a weight-free stand-in's record never replaces it"
-            )
-    write_record(target, record)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(store, f"--store: cannot create the folder: {error.strerror}") from None
+    with exclusive_lock(store / LOCK_NAME, f"the submissions store {store}"):
+        if target.exists() or target.is_symlink():
+            if target.is_symlink() or not target.is_file():
+                raise InputError(target, "a record file must be a regular file; not replaced")
+            try:
+                existing: ResultRecord | None = read_record(target)
+            except InputError as error:
+                if not replace:
+                    problem = f"{error.problem}; pass --replace to overwrite it"
+                    raise InputError(target, problem) from None
+                existing = None  # unreadable: only an explicit --replace overwrites it
+            if existing is not None:
+                if record_to_json(existing) == record_to_json(record):
+                    return target
+                _check_replacement(record, existing, replace)
+        try:
+            write_record(target, record)
+        except OSError as error:
+            raise InputError(target, f"cannot write the record: {error.strerror}") from None
     return target
 
 
@@ -111,13 +166,14 @@ def submit_file(
     model: str | None = None,
     command: str | None = None,
     notes: str | None = None,
+    replace: bool = False,
 ) -> Path:
     """Read, validate and file a record file (completing its origin, see above); errors name it."""
     record = read_record(source)
     try:
         if model is not None or command is not None or notes is not None:
             record = complete_origin(record, model, command, notes)
-        return submit_record(store, record)
+        return submit_record(store, record, replace)
     except InputError:
         raise
     except VpsbenchError as error:
@@ -127,7 +183,8 @@ def submit_file(
 def record_files(store: Path) -> list[Path]:
     """The record files of a store, sorted (hidden and temporary files are skipped)."""
     if not store.is_dir():
-        raise InputError(store, "submissions store does not exist")
+        problem = "not a folder" if store.exists() else "does not exist"
+        raise InputError(store, f"submissions store {problem}")
     return sorted(
         path
         for path in store.glob("*/*.json")
