@@ -17,20 +17,25 @@ evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from methods.videocups.depthg_training import DepthGCodes, ensure_depthg_head, training_config
 from methods.videocups.pseudo_labels import (
     CueSet,
     PseudoLabelSettings,
     clip_pseudo_labels,
     finalize_clip,
 )
-from methods.videocups.semantics import fit_pseudo_classes
+from methods.videocups.semantics import (
+    fit_pseudo_classes,
+    low_resolution_features,
+    sample_feature_vectors,
+)
 from methods.videocups.temporal import accumulate_split_counts, thing_stuff_split
 from vpsbench.clustering import normalize_rows
 from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoClip, make_cue
@@ -41,7 +46,9 @@ from vpsbench.formats.atomic import atomic_write_bytes, atomic_write_text
 from vpsbench.formats.npz import encode_npz, load_npz_arrays, read_npz, write_npz
 from vpsbench.formats.step import write_step_png
 from vpsbench.methods import Method, MethodConfig, RunContext
-from vpsbench.methods.base import PREDICT_STAGE
+from vpsbench.methods.base import PREDICT_STAGE, Range
+from vpsbench.models.depthg import depthg_head_from_checkpoint
+from vpsbench.predictions import MAX_CLASS_ID
 from vpsbench.video import PanopticFrame, SequenceRef
 
 PSEUDO_LABEL_STAGE = "pseudo-label"
@@ -69,28 +76,74 @@ class VideoCupsConfig(MethodConfig):
     depth_weights: Path | None = field(default=None, metadata={"help": "Dynamo-Depth weights"})
     features: str = field(default="handcrafted", metadata={"help": "feature provider (or dino)"})
     feature_weights: Path | None = field(default=None, metadata={"help": "DINO weights"})
-    low_stride: int = field(default=8, metadata={"help": "cell size of the coarse prediction"})
-    high_stride: int = field(default=2, metadata={"help": "cell size of the fine prediction"})
-    num_pseudo_classes: int = field(default=27, metadata={"help": "c_p"})
-    sample_frames: int = field(default=48, metadata={"help": "frames sampled to fit k-means"})
-    alpha: float = field(default=0.15, metadata={"help": "motion seed threshold α (Eq. 1)"})
-    radius: int = field(default=8, metadata={"help": "Chebyshev radius r (Eq. 1)"})
-    tau_depth: float = field(default=0.02, metadata={"help": "relative depth τ_d (Eq. 1)"})
-    tau_flow: float = field(default=0.04, metadata={"help": "relative flow τ_f (Eq. 1)"})
+    window: str = field(
+        default="auto",
+        metadata={"help": "Eq. 2 P_high window side in px (auto: CUPS' frame height // 2)"},
+    )
+    window_stride: str = field(
+        default="auto", metadata={"help": "P_high window step in px (auto: CUPS' height // 4)"}
+    )
+    low_scale: float = field(
+        default=0.5,
+        metadata={
+            "help": "Eq. 2 P_low: frame scale in (0, 1] (CUPS: 0.5)",
+            "range": Range(0, 1, low_open=True),
+        },
+    )
+    depthg: bool = field(
+        default=True,
+        metadata={
+            "help": "train S's DepthG head and cluster its codes (Sec. 3.1; off: raw features)"
+        },
+    )
+    depthg_batches: str = field(
+        default="auto",
+        metadata={"help": "DepthG head training batches (auto: DepthG's 2334; 200 on synthetic)"},
+    )
+    depthg_frames: str = field(
+        default="auto",
+        metadata={"help": "frames whose five crops train the head (auto: 600; 24 on synthetic)"},
+    )
+    num_pseudo_classes: int = field(
+        default=27, metadata={"help": "c_p", "range": Range(1, MAX_CLASS_ID + 1)}
+    )
+    sample_frames: int = field(
+        default=48, metadata={"help": "frames sampled to fit k-means", "range": Range(1)}
+    )
+    alpha: float = field(
+        default=0.15, metadata={"help": "motion seed threshold α (Eq. 1)", "range": Range(0)}
+    )
+    radius: int = field(
+        default=8, metadata={"help": "Chebyshev radius r (Eq. 1)", "range": Range(0)}
+    )
+    tau_depth: float = field(
+        default=0.02, metadata={"help": "relative depth τ_d (Eq. 1)", "range": Range(0)}
+    )
+    tau_flow: float = field(
+        default=0.04, metadata={"help": "relative flow τ_f (Eq. 1)", "range": Range(0)}
+    )
     min_instance_area: int = field(
         default=0,
-        metadata={"help": "ours, 0 = off as in the paper: smallest instance kept"},
+        metadata={
+            "help": "ours, 0 = off as in the paper: smallest instance kept",
+            "range": Range(0),
+        },
     )
     depth_guided: bool = field(default=True, metadata={"help": "Eq. 2 fusion (Table 3)"})
     crf: bool = field(default=True, metadata={"help": "dense CRF"})
     propagation: bool = field(default=True, metadata={"help": "propagation & tracking"})
-    tau_match: float = field(default=0.4, metadata={"help": "IoU threshold τ_m"})
+    tau_match: float = field(
+        default=0.4, metadata={"help": "IoU threshold τ_m", "range": Range(0, 1)}
+    )
     smoothing: bool = field(default=True, metadata={"help": "temporal semantic smoothing"})
     psi_thing: float = field(
-        default=0.08, metadata={"help": "thing/stuff threshold ψ_ts (CUPS config default)"}
+        default=0.08,
+        metadata={"help": "thing/stuff threshold ψ_ts (CUPS config default)", "range": Range(0, 1)},
     )
-    workers: int = field(default=2, metadata={"help": "processes labelling sequences"})
-    seed: int = field(default=0, metadata={"help": "k-means seed"})
+    workers: int = field(
+        default=2, metadata={"help": "processes labelling sequences", "range": Range(1)}
+    )
+    seed: int = field(default=0, metadata={"help": "k-means seed", "range": Range(0)})
     train_split: str = field(
         default="train", metadata={"help": "split pseudo-labelled and trained on (paper: train)"}
     )
@@ -118,6 +171,21 @@ class VideoCupsConfig(MethodConfig):
         default=None, metadata={"help": "DINO ResNet-50 checkpoint (paper config)"}
     )
 
+    def __post_init__(self) -> None:
+        window, stride = (
+            _auto_count(self.window, "window"),
+            _auto_count(self.window_stride, "window_stride"),
+        )
+        if window is not None and stride is not None and stride > window:
+            raise VpsbenchError(
+                f"--set window_stride={stride} must not exceed window={window} "
+                "(the windows must overlap or touch to cover the frame)"
+            )
+        if not 0 < self.low_scale <= 1:
+            raise VpsbenchError(f"--set low_scale={self.low_scale}: expected a number in (0, 1]")
+        _auto_count(self.depthg_batches, "depthg_batches")
+        _auto_count(self.depthg_frames, "depthg_frames")
+
     def settings(self) -> PseudoLabelSettings:
         return PseudoLabelSettings(
             alpha=self.alpha,
@@ -126,6 +194,9 @@ class VideoCupsConfig(MethodConfig):
             tau_flow=self.tau_flow,
             min_instance_area=self.min_instance_area,
             depth_guided=self.depth_guided,
+            window=_auto_count(self.window, "window"),
+            window_stride=_auto_count(self.window_stride, "window_stride"),
+            low_scale=self.low_scale,
             crf=self.crf,
             propagation=self.propagation,
             tau_match=self.tau_match,
@@ -143,19 +214,35 @@ def build_cues(config: VideoCupsConfig, dataset: Dataset, device: str = "cpu") -
     flow = make_cue("flow", config.flow, flow_options)
     depth = make_cue("depth", depth_name, depth_options)
 
-    def features(stride: int) -> FeatureProvider:
-        if config.features == "handcrafted":
-            options: dict[str, object] = {"stride": stride}
-        else:
-            options = {"device": device}
-            if config.feature_weights is not None:
-                options["weights"] = config.feature_weights
-        provider = make_cue("features", config.features, options)
-        assert isinstance(provider, FeatureProvider)
-        return provider
-
+    options: dict[str, object] = {}
+    if config.features != "handcrafted":
+        options["device"] = device
+        if config.feature_weights is not None:
+            options["weights"] = config.feature_weights
+    features = make_cue("features", config.features, options)
     assert isinstance(flow, FlowProvider) and isinstance(depth, DepthProvider)
-    return CueSet(flow, depth, features(config.low_stride), features(config.high_stride))
+    assert isinstance(features, FeatureProvider)
+    return CueSet(flow, depth, features)
+
+
+def _auto_count(value: str, name: str) -> int | None:
+    """A positive whole-number setting, or None for ``auto``; one clear error otherwise."""
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count <= 0:
+        raise VpsbenchError(f"--set {name}={value!r}: expected auto or a positive integer")
+    return count
+
+
+def with_semantic_head(cues: CueSet, head: str | None) -> CueSet:
+    """S's features: the provider's, through the trained DepthG head when there is one."""
+    if head is not None:
+        cues.features = DepthGCodes(cues.features, depthg_head_from_checkpoint(head))
+    return cues
 
 
 def _label_sequence(
@@ -167,10 +254,11 @@ def _label_sequence(
     config: VideoCupsConfig,
     centroids: np.ndarray,
     out: str,
+    head: str | None = None,
 ) -> str:
     """Worker: pseudo-label one sequence and store its raw labels and split counts."""
     dataset = open_dataset(dataset_name, root, protocol)
-    cues = build_cues(config, dataset)
+    cues = with_semantic_head(build_cues(config, dataset), head)
     clip = VideoClip(dataset, split, sequence)
     frames = clip_pseudo_labels(clip, cues, centroids, config.settings())
     folder = Path(out) / sequence.name
@@ -263,7 +351,9 @@ class VideoCups(Method):
     def _pseudo_label(self, context: RunContext) -> None:
         stage = PSEUDO_LABEL_STAGE
         out = context.stage_dir(stage)
-        centroids = self._centroids(context, out / "centroids.npz")
+        head = self._semantic_head(context, out / "depthg")
+        fitted = "centroids.npz" if head is None else "centroids_depthg.npz"  # codes' centroids
+        centroids = self._centroids(context, out / fitted, head)
         pending = list(context.pending(stage))
         raw = out / "raw"
         arguments = [
@@ -276,6 +366,7 @@ class VideoCups(Method):
                 self.settings,
                 centroids,
                 str(raw),
+                None if head is None else str(head),
             )
             for sequence in pending
         ]
@@ -291,26 +382,66 @@ class VideoCups(Method):
                 context.log(f"{stage}: {name} done")
         self._finalize(context, raw, out)
 
-    def _centroids(self, context: RunContext, path: Path) -> np.ndarray:
-        """Fit (or reload) the k-means pseudo-classes on features of frames across the split."""
+    def _semantic_head(self, context: RunContext, folder: Path) -> Path | None:
+        """Train (resume, or reuse) S's DepthG head on the stage's features and depth (Sec. 3.1).
+
+        Frames spread evenly over the split, their five crops, nearest-neighbour positives from
+        the same features (:mod:`methods.videocups.depthg_training`); None with ``depthg`` off.
+        """
+        if not self.settings.depthg:
+            return None
+        cues = build_cues(self.settings, context.dataset, context.device)
+        config = replace(
+            training_config(
+                context.dataset.name,
+                _auto_count(self.settings.depthg_batches, "depthg_batches"),
+                _auto_count(self.settings.depthg_frames, "depthg_frames"),
+                self.settings.num_pseudo_classes,
+            ),
+            seed=self.settings.seed,
+        )
+        frames = [(s, t) for s in context.sequences for t in range(len(s.frames))]
+        chosen = frames[:: max(1, len(frames) // config.frames)][: config.frames]
+
+        def views() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for sequence, t in chosen:
+                clip = VideoClip(context.dataset, context.split, sequence)
+                yield clip.image(t), cues.depth.depth_motion(clip, t).depth
+
+        return ensure_depthg_head(
+            views,
+            cues.features.image_features,
+            config,
+            folder,
+            device=context.device,
+            log=context.log,
+        )
+
+    def _centroids(self, context: RunContext, path: Path, head: Path | None = None) -> np.ndarray:
+        """Fit (or reload) the k-means pseudo-classes on P_low features of frames of the split.
+
+        The features S clusters: those of the half-resolution, flip-averaged pass (Eq. 2's P_low),
+        through the DepthG head when one was trained (its codes).
+        """
         if path.is_file():
             return np.asarray(load_npz_arrays(path)["centroids"], dtype=np.float64)
-        cues = build_cues(self.settings, context.dataset, context.device)
+        cues = with_semantic_head(
+            build_cues(self.settings, context.dataset, context.device),
+            None if head is None else str(head),
+        )
         frames = [(s, t) for s in context.sequences for t in range(len(s.frames))]
         step = max(1, len(frames) // self.settings.sample_frames)
-        rng = np.random.default_rng(self.settings.seed)
-        samples = []
-        for sequence, t in frames[::step][: self.settings.sample_frames]:
-            clip = VideoClip(context.dataset, context.split, sequence)
-            grid = cues.features_low.features(clip, t).features
-            vectors = grid.reshape(grid.shape[0], -1).T
-            samples.append(
-                vectors[rng.choice(vectors.shape[0], min(2000, vectors.shape[0]), replace=False)]
-            )
+        feature_maps = (
+            low_resolution_features(
+                cues.features.image_features,
+                VideoClip(context.dataset, context.split, sequence).image(t),
+                self.settings.low_scale,
+            )[0]
+            for sequence, t in frames[::step][: self.settings.sample_frames]
+        )
+        samples = sample_feature_vectors(feature_maps, 2000, seed=self.settings.seed)
         centroids = normalize_rows(
-            fit_pseudo_classes(
-                np.concatenate(samples), self.settings.num_pseudo_classes, seed=self.settings.seed
-            )
+            fit_pseudo_classes(samples, self.settings.num_pseudo_classes, seed=self.settings.seed)
         )
         atomic_write_bytes(path, encode_npz({"centroids": centroids}))
         return centroids

@@ -19,10 +19,10 @@ import numpy.typing as npt
 from methods.videocups.instances import region_growing
 from methods.videocups.semantics import (
     CRF_ITERATIONS,
-    cells_to_pixels,
-    class_probabilities,
-    dense_crf,
-    depth_guided_fusion,
+    DEFAULT_TEMPERATURE,
+    LOW_RESOLUTION_SCALE,
+    CrfParameters,
+    semantic_pseudo_labels,
 )
 from methods.videocups.temporal import (
     align_semantics_to_tracks,
@@ -37,7 +37,11 @@ LabelMap = npt.NDArray[np.int32]
 
 @dataclass(frozen=True)
 class PseudoLabelSettings:
-    """The paper's hyper-parameters (Sec. 3.1, 4) and the ablation switches (Table 3)."""
+    """The paper's hyper-parameters (Sec. 3.1, 4) and the ablation switches (Table 3).
+
+    ``window`` / ``window_stride`` (px; None: CUPS' half / quarter frame height) and
+    ``low_scale`` (CUPS: ½) set Eq. 2's P_high windows and P_low resolution.
+    """
 
     alpha: float = 0.15
     radius: int = 8
@@ -45,9 +49,12 @@ class PseudoLabelSettings:
     tau_flow: float = 0.04
     min_instance_area: int = 0
     depth_guided: bool = True
+    window: int | None = None
+    window_stride: int | None = None
+    low_scale: float = LOW_RESOLUTION_SCALE
     crf: bool = True
     crf_iterations: int = CRF_ITERATIONS  # CUPS' MAX_ITER
-    temperature: float = 0.5
+    temperature: float = DEFAULT_TEMPERATURE
     propagation: bool = True
     tau_match: float = 0.4
     min_track_length: int = 2
@@ -56,12 +63,11 @@ class PseudoLabelSettings:
 
 @dataclass
 class CueSet:
-    """The providers a clip is pseudo-labelled with (low- and high-resolution features)."""
+    """The providers a clip is pseudo-labelled with (S's features at any image: one provider)."""
 
     flow: FlowProvider
     depth: DepthProvider
-    features_low: FeatureProvider
-    features_high: FeatureProvider
+    features: FeatureProvider
 
 
 def frame_semantics(
@@ -72,23 +78,24 @@ def frame_semantics(
     depth: npt.NDArray[np.float32],
     settings: PseudoLabelSettings,
 ) -> LabelMap:
-    """Pseudo-class map of one frame: coarse (+ fine, fused by depth, Eq. 2) (+ dense CRF)."""
-    image = clip.image(t)
-    size = (int(image.shape[0]), int(image.shape[1]))
-    coarse = cues.features_low.features(clip, t)
-    low = cells_to_pixels(
-        class_probabilities(coarse, centroids, settings.temperature), coarse.stride, size
+    """Pseudo-class map of one frame: P_low (+ P_high fused by depth, Eq. 2) (+ dense CRF).
+
+    Without ``depth_guided`` it is the vanilla low-resolution inference (Table 3's first row).
+    """
+    return semantic_pseudo_labels(
+        clip.image(t),
+        cues.features.image_features,
+        centroids,
+        depth if settings.depth_guided else None,
+        low_scale=settings.low_scale,
+        window=settings.window,
+        window_stride=settings.window_stride,
+        use_sliding_window=settings.depth_guided,
+        use_depth_guidance=settings.depth_guided,
+        use_crf=settings.crf,
+        crf=CrfParameters(iterations=settings.crf_iterations),
+        temperature=settings.temperature,
     )
-    probabilities = low
-    if settings.depth_guided:
-        fine = cues.features_high.features(clip, t)
-        high = cells_to_pixels(
-            class_probabilities(fine, centroids, settings.temperature), fine.stride, size
-        )
-        probabilities = depth_guided_fusion(low, high, depth)
-    if settings.crf:
-        probabilities = dense_crf(probabilities, image, iterations=settings.crf_iterations)
-    return np.asarray(np.argmax(probabilities, axis=0), dtype=np.int32)
 
 
 def clip_pseudo_labels(

@@ -1,17 +1,26 @@
 """Semantic pseudo-labels: k-means pseudo-classes, depth-guided inference (Eq. 2), dense CRF.
 
 VideoCUPS (paper Sec. 3.1) clusters distilled SSL features with cosine k-means into c_p = 27
-pseudo-classes that are consistent across the dataset, predicts class probabilities at a low
-resolution (``P_low``, the whole frame resized, close to the SSL pre-training resolution) and at
-a high resolution (``P_high``, overlapping sliding windows, soft-aggregated), fuses them per
-pixel with the depth weight α = 1/(d + 1) (Eq. 2: near pixels trust the coarse context, far
-pixels the fine detail), and regularises the result with a dense CRF.
+pseudo-classes that are consistent across the dataset (the semantic model S), predicts class
+probabilities at a low resolution (``P_low``, the whole frame resized, close to the SSL
+pre-training resolution) and at a high resolution (``P_high``, overlapping sliding windows,
+soft-aggregated), fuses them per pixel with the depth weight α = 1/(d + 1) (Eq. 2: near pixels
+trust the coarse context, far pixels the fine detail), and regularises the result with a dense
+CRF. :func:`semantic_probabilities` is that pipeline as CUPS runs it (``cups/semantics/model.py``,
+``DepthG.depth_guided_sliding_window``), each step switchable for the paper's ablation:
 
-The steps are separate functions so that a method can switch each one (the paper's ablation:
-vanilla low-resolution inference vs + depth-guided inference) — see :func:`semantic_probabilities`.
-A *crop predictor* is any callable mapping an RGB crop ``(h, w, 3)`` uint8 to class probabilities
-``(K, h', w')`` covering that crop (any resolution; they are resampled bilinearly to the crop,
-:func:`cells_to_pixels` places a feature grid's cells exactly). All probability maps are float32.
+* S on an image is a *feature extractor* (``FeatureProvider.image_features``: image → cells)
+  followed by :func:`pixel_log_probabilities`: features resampled bilinearly to the pixels, then
+  log-softmax of cosine similarity to the centroids / temperature (CUPS' ``cluster_probe`` with
+  α = 2, i.e. temperature 0.5);
+* P_low: the frame resized by ½ (bilinear), features of it and of its mirror image flipped back
+  and averaged, resampled to the frame (:func:`low_resolution_log_probabilities`);
+* P_high: square windows of half the frame height every quarter height (CUPS' ``crop = H // 2``,
+  ``stride = H // 4``: 320 px every 160 px on its 640 × 1280 frames), CUPS' ``F.unfold`` layout
+  with zero padding of the normalised image (the ImageNet mean colour), log-probabilities
+  averaged per pixel (:func:`sliding_window_log_probabilities`);
+* Eq. 2 on the log-probabilities, as CUPS does (:func:`depth_guided_fusion`); the CRF takes
+  their softmax.
 
 **Dense CRF.** The paper uses regularised Frank–Wolfe inference (Lê-Huu & Alahari 2021); this
 module uses the classic mean-field solver of Krähenbühl & Koltun (2011) with Potts compatibility,
@@ -32,21 +41,26 @@ products). Cost grows with the touched cells: CUPS' σ_rgb = 3 touches many (256
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image as PILImage
 from scipy import ndimage, sparse
 
 from vpsbench.clustering import fit_cosine_kmeans, normalize_rows
-from vpsbench.cues.base import FeatureMap, Image
+from vpsbench.cues.base import FeatureMap, FloatImage, Image
 
 Probabilities = npt.NDArray[np.float32]  # (K, H, W), sums to 1 over K
+LogProbabilities = npt.NDArray[np.float32]  # (K, H, W) log-probabilities
 FloatArray = npt.NDArray[np.floating]
-CropPredictor = Callable[[Image], FloatArray]
+FeatureExtractor = Callable[[Image | FloatImage], FeatureMap]  # S's network: image_features
 NUM_PSEUDO_CLASSES = 27  # c_p (paper Sec. 4, following CUPS)
+DEFAULT_TEMPERATURE = 0.5  # CUPS' cluster_probe(code, alpha=2): softmax(2 · cosine)
+LOW_RESOLUTION_SCALE = 0.5  # CUPS' P_low: the frame at H // 2 × W // 2
+#: CUPS pads the ImageNet-normalised image with zeros: the mean colour, in [0, 255].
+PAD_COLOUR = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 _TRUNCATE = 3.0  # the spatial Gaussian is cut at 3σ
 _LOG_FLOOR = 1e-8  # probabilities are clipped here before taking the CRF's unary −log P
 _DENSE_TABLE_LIMIT = 1 << 24  # grid keys below this are indexed by a table, else by sorting
@@ -84,96 +98,207 @@ def sample_feature_vectors(
     return np.concatenate(chosen, axis=0)
 
 
-def class_probabilities(
-    features: FeatureMap | FloatArray, centroids: FloatArray, temperature: float = 0.5
-) -> Probabilities:
-    """Soft pseudo-classes (K, h, w): softmax of cosine similarity / temperature (Sec. 3.1)."""
+def pixel_log_probabilities(
+    features: FeatureMap,
+    centroids: FloatArray,
+    size: tuple[int, int],
+    image_size: tuple[int, int] | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> LogProbabilities:
+    """S at the pixels (K, H, W): features resampled bilinearly to ``size``, then log-softmax.
+
+    The class scores are cosine similarities to the unit ``centroids`` divided by
+    ``temperature`` — CUPS' ``cluster_probe(F.interpolate(code, size), 2, log_probs=True)``
+    (α = 2 is temperature 0.5). ``image_size`` is the size of the image the features were
+    computed from (default ``size``): a half-resolution pass is placed on the full frame. The
+    resampling is torch's ``bilinear, align_corners=False`` on the cell grid; since a dot product
+    is linear it is done on the K similarity maps, and the resampled features' norms come from
+    per-row norms and neighbour products, so no (C, H, W) array is ever built.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    cells = _feature_array(features)
-    channels, height, width = cells.shape
+    cells = _feature_array(features).astype(np.float32, copy=False)
+    channels, rows, cols = cells.shape
     if centroids.ndim != 2 or centroids.shape[1] != channels:
         raise ValueError(f"centroids {centroids.shape} do not match {channels} feature channels")
-    similarity = normalize_rows(cells.reshape(channels, -1).T) @ normalize_rows(centroids).T
-    probabilities = _softmax_rows(similarity / temperature)
-    return np.ascontiguousarray(probabilities.T.reshape(-1, height, width), dtype=np.float32)
-
-
-def upsample(probabilities: FloatArray, size: tuple[int, int]) -> Probabilities:
-    """Bilinear resampling of (K, h, w) maps to ``size`` = (H, W) (pixel centres aligned, Eq. 2)."""
-    values = np.asarray(probabilities, dtype=np.float32)
-    if values.ndim != 3:
-        raise ValueError(f"probabilities must be (K, h, w), got shape {values.shape}")
-    values = _resample_axis(values, 1, size[0])
-    return np.ascontiguousarray(_resample_axis(values, 2, size[1]))
-
-
-def cells_to_pixels(probabilities: FloatArray, stride: int, size: tuple[int, int]) -> Probabilities:
-    """Per-cell maps (K, h, w) of a ``stride``-px grid (padded frame) at the frame's (H, W)."""
-    _, cells_high, cells_wide = probabilities.shape
-    if cells_high * stride < size[0] or cells_wide * stride < size[1]:
-        raise ValueError(f"{cells_high}×{cells_wide} cells of {stride} px do not cover {size}")
-    full = upsample(probabilities, (cells_high * stride, cells_wide * stride))
-    return np.ascontiguousarray(full[:, : size[0], : size[1]])
-
-
-def low_resolution_probabilities(
-    predictor: CropPredictor, image: Image, size: int | tuple[int, int]
-) -> Probabilities:
-    """P_low (Eq. 2): the frame resized to ``size`` (short side, or (h, w)), upsampled back."""
-    height, width = image.shape[:2]
-    if isinstance(size, int):
-        scale = size / min(height, width)
-        low_size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    else:
-        low_size = size
-    resized = np.asarray(
-        PILImage.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize(
-            (low_size[1], low_size[0]), PILImage.Resampling.BILINEAR
-        )
+    stride = features.stride if isinstance(features, FeatureMap) else 1
+    height, width = size
+    source_height, source_width = image_size if image_size is not None else size
+    row_index = _interpolation(rows, height, source_height / (height * stride))
+    col_index = _interpolation(cols, width, source_width / (width * stride))
+    unit = normalize_rows(np.asarray(centroids, dtype=np.float64)).astype(np.float32)
+    dots = np.einsum("kc,chw->khw", unit, cells)
+    dots = _interpolate_axis(_interpolate_axis(dots, 1, row_index), 2, col_index)
+    across = _interpolate_axis(cells, 2, col_index)  # (C, rows, W): resampled along x only
+    below = np.minimum(np.arange(rows) + 1, rows - 1)
+    squares = np.einsum("chw,chw->hw", across, across).astype(np.float64)
+    products = np.einsum("chw,chw->hw", across, across[:, below]).astype(np.float64)
+    lower, upper, upper_weight = row_index
+    weight = upper_weight.astype(np.float64)[:, None]
+    norm_squared = (
+        (1.0 - weight) ** 2 * squares[lower]
+        + weight**2 * squares[upper]
+        + 2.0 * (1.0 - weight) * weight * products[lower]
     )
-    return upsample(_checked_prediction(predictor(resized)), (height, width))
+    norms = np.maximum(np.sqrt(np.maximum(norm_squared, 0.0)), 1e-12)  # F.normalize's eps
+    logits = dots / (norms * temperature).astype(np.float32)[None]
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+    return np.ascontiguousarray(log_probabilities, dtype=np.float32)
 
 
-def sliding_window_probabilities(
-    predictor: CropPredictor, image: Image, window: int, stride: int
-) -> Probabilities:
-    """P_high (Eq. 2): mean of overlapping ``window``² crops' predictions (last window flush)."""
+def upsample(values: FloatArray, size: tuple[int, int]) -> npt.NDArray[np.float32]:
+    """Bilinear resampling of (K, h, w) maps to ``size`` = (H, W) (torch, align_corners=False)."""
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 3:
+        raise ValueError(f"maps must be (K, h, w), got shape {array.shape}")
+    return np.ascontiguousarray(_resample_axis(_resample_axis(array, 1, size[0]), 2, size[1]))
+
+
+def resize_image(image: Image | FloatImage, size: tuple[int, int]) -> FloatImage:
+    """The RGB image bilinearly resized to ``size`` (CUPS' ``F.interpolate``), not rounded."""
+    pixels = np.asarray(image[..., :3], dtype=np.float32)
+    return np.ascontiguousarray(_resample_axis(_resample_axis(pixels, 0, size[0]), 1, size[1]))
+
+
+def low_resolution_features(
+    extract: FeatureExtractor, image: Image, scale: float = LOW_RESOLUTION_SCALE, flip: bool = True
+) -> tuple[FeatureMap, tuple[int, int]]:
+    """Features of the P_low pass and the size of the image they describe (CUPS, Eq. 2).
+
+    The frame is resized by ``scale`` (CUPS: H // 2 × W // 2, bilinear) and, with ``flip``, the
+    features of its mirror image are flipped back and averaged in (CUPS' flip average of the
+    codes). The mirror image is padded on its left with edge pixels to a whole number of cells,
+    so its flipped-back cells cover exactly the pixels of the unflipped ones.
+    """
+    if not 0 < scale <= 1:
+        raise ValueError(f"the low-resolution scale must lie in (0, 1], got {scale}")
+    height, width = int(image.shape[0]), int(image.shape[1])
+    low_size = (max(1, math.floor(height * scale)), max(1, math.floor(width * scale)))
+    small: Image | FloatImage = image
+    if low_size != (height, width):
+        small = resize_image(image, low_size)
+    features = extract(small)
+    if not flip:
+        return features, low_size
+    stride = features.stride
+    left = -low_size[1] % stride
+    mirror = np.pad(
+        np.asarray(small[:, ::-1], dtype=np.float32), ((0, 0), (left, 0), (0, 0)), mode="edge"
+    )
+    mirrored = extract(np.ascontiguousarray(mirror, dtype=np.float32))
+    if mirrored.stride != stride or mirrored.features.shape != features.features.shape:
+        raise ValueError(
+            f"the mirror image's features {mirrored.features.shape} at stride {mirrored.stride} "
+            f"do not match {features.features.shape} at stride {stride}"
+        )
+    average = (features.features + mirrored.features[:, :, ::-1]) / 2.0
+    return FeatureMap(np.ascontiguousarray(average, dtype=np.float32), stride), low_size
+
+
+def low_resolution_log_probabilities(
+    extract: FeatureExtractor,
+    image: Image,
+    centroids: FloatArray,
+    scale: float = LOW_RESOLUTION_SCALE,
+    flip: bool = True,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> LogProbabilities:
+    """log P_low (K, H, W): :func:`low_resolution_features` resampled to the frame, then S."""
+    features, low_size = low_resolution_features(extract, image, scale, flip)
+    size = (int(image.shape[0]), int(image.shape[1]))
+    return pixel_log_probabilities(features, centroids, size, low_size, temperature)
+
+
+def window_layout(length: int, window: int, stride: int) -> list[int]:
+    """Window starts along one axis as CUPS' ``F.unfold`` places them (negative = padding).
+
+    CUPS pads both ends by ``(−length) mod stride`` (its ``bottom_pad``/``right_pad``) and
+    takes every ``stride``-th window that fits in the padded length; a layout that leaves pixels
+    uncovered (CUPS asserts against it) is a ``ValueError``. With CUPS' window = 2 × stride
+    the windows always end flush with the frame.
+    """
     if window <= 0 or stride <= 0:
         raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
-    height, width = image.shape[:2]
-    window_high, window_wide = min(window, height), min(window, width)
-    total: Probabilities | None = None
-    coverage = np.zeros((height, width), dtype=np.float32)
-    for top in _window_starts(height, window_high, stride):
-        for left in _window_starts(width, window_wide, stride):
-            crop = image[top : top + window_high, left : left + window_wide]
-            crop_probabilities = upsample(
-                _checked_prediction(predictor(crop)), (window_high, window_wide)
+    pad = -length % stride
+    count = (length + 2 * pad - window) // stride + 1
+    starts = [-pad + k * stride for k in range(max(count, 0))]
+    if not starts or stride > window or starts[-1] + window < length:
+        raise ValueError(
+            f"windows of {window} px every {stride} px (CUPS' padding {pad} px at each end) "
+            f"do not cover {length} px; use a smaller window or stride"
+        )
+    return starts
+
+
+def window_size(
+    height: int, window: int | None = None, stride: int | None = None
+) -> tuple[int, int]:
+    """(window, stride) in px: CUPS' ``crop = H // 2``, ``stride = H // 4`` where not given."""
+    side = height // 2 if window is None else window
+    step = side // 2 if stride is None else stride
+    if side <= 0 or step <= 0:
+        raise ValueError(f"a {height}-px frame is too small for windows ({side}, {step})")
+    return side, step
+
+
+def sliding_window_log_probabilities(
+    extract: FeatureExtractor,
+    image: Image,
+    centroids: FloatArray,
+    window: int | None = None,
+    stride: int | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> LogProbabilities:
+    """log P_high (K, H, W): the mean over overlapping windows of S's log-probabilities (CUPS).
+
+    Square windows (:func:`window_size`; CUPS: 320 px at stride 160 on its 640 × 1280 frames)
+    laid out by :func:`window_layout`; as in CUPS' ``slide_segment`` the frame is padded with
+    zeros of the normalised image — the ImageNet mean colour :data:`PAD_COLOUR` here — and each
+    pixel averages the log-probabilities of the windows that contain it (``F.fold`` / count).
+    """
+    height, width = int(image.shape[0]), int(image.shape[1])
+    side, step = window_size(height, window, stride)
+    tops, lefts = window_layout(height, side, step), window_layout(width, side, step)
+    pad_rows, pad_cols = -tops[0], -lefts[0]
+    canvas = np.empty((height + 2 * pad_rows, width + 2 * pad_cols, 3), dtype=np.float32)
+    canvas[...] = PAD_COLOUR
+    canvas[pad_rows : pad_rows + height, pad_cols : pad_cols + width] = image[..., :3]
+    total: npt.NDArray[np.float32] | None = None
+    count = np.zeros(canvas.shape[:2], dtype=np.float32)
+    for top in (t + pad_rows for t in tops):
+        for left in (c + pad_cols for c in lefts):
+            crop = canvas[top : top + side, left : left + side]
+            scores = pixel_log_probabilities(
+                extract(crop), centroids, (side, side), None, temperature
             )
             if total is None:
-                total = np.zeros((crop_probabilities.shape[0], height, width), dtype=np.float32)
-            total[:, top : top + window_high, left : left + window_wide] += crop_probabilities
-            coverage[top : top + window_high, left : left + window_wide] += 1.0
-    assert total is not None  # at least one window always fits
-    return np.ascontiguousarray(total / coverage, dtype=np.float32)
+                total = np.zeros((scores.shape[0], *canvas.shape[:2]), dtype=np.float32)
+            total[:, top : top + side, left : left + side] += scores
+            count[top : top + side, left : left + side] += 1.0
+    assert total is not None  # window_layout returns at least one start per axis
+    inside = (slice(None), slice(pad_rows, pad_rows + height), slice(pad_cols, pad_cols + width))
+    return np.ascontiguousarray(total[inside] / count[inside[1:]], dtype=np.float32)
 
 
-def depth_guided_fusion(p_low: FloatArray, p_high: FloatArray, depth: FloatArray) -> Probabilities:
-    """Eq. 2: P* = α·P_low + (1 − α)·P_high with α = 1/(d + 1) per pixel (d = ∞ → α = 0).
+def depth_guided_fusion(
+    low: FloatArray, high: FloatArray, depth: FloatArray
+) -> npt.NDArray[np.float32]:
+    """Eq. 2: α·low + (1 − α)·high per pixel with α = 1/(d + 1) (d = ∞ → α = 0).
 
-    Depth below 0 counts as 0 (α = 1); NaN depth counts as unknown-far (α = 0, the detailed
-    high-resolution prediction).
+    VideoCUPS' pipeline passes log P_low and log P_high, as CUPS' ``depth_guided_sliding_window``
+    does (the paper writes Eq. 2 on probabilities). Depth below 0 counts as 0 (α = 1); NaN depth
+    counts as unknown-far (α = 0, the detailed high-resolution prediction).
     """
-    if p_low.shape != p_high.shape or p_low.shape[1:] != depth.shape:
+    if low.shape != high.shape or low.shape[1:] != depth.shape:
         raise ValueError(
-            f"P_low {p_low.shape}, P_high {p_high.shape} and depth {depth.shape} must agree "
-            "(upsample P_low to P_high's resolution first)"
+            f"P_low {low.shape}, P_high {high.shape} and depth {depth.shape} must agree "
+            "(resample P_low to P_high's resolution first)"
         )
     distance = np.maximum(np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=np.inf), 0.0)
     alpha = 1.0 / (distance + 1.0)
-    fused = alpha * np.asarray(p_low, dtype=np.float64) + (1.0 - alpha) * np.asarray(
-        p_high, dtype=np.float64
+    fused = alpha * np.asarray(low, dtype=np.float64) + (1.0 - alpha) * np.asarray(
+        high, dtype=np.float64
     )
     return np.ascontiguousarray(fused, dtype=np.float32)
 
@@ -311,43 +436,55 @@ class BilateralGrid:
 
 def semantic_probabilities(
     image: Image,
-    predictor: CropPredictor,
+    extract: FeatureExtractor,
+    centroids: FloatArray,
     depth: FloatArray | None = None,
     *,
-    low_resolution: int | tuple[int, int] = 320,
-    window: int = 320,
-    stride: int = 160,
+    low_scale: float = LOW_RESOLUTION_SCALE,
+    flip: bool = True,
+    window: int | None = None,
+    window_stride: int | None = None,
     use_sliding_window: bool = True,
     use_depth_guidance: bool = True,
     use_crf: bool = True,
     crf: CrfParameters | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
 ) -> Probabilities:
-    """Pseudo-class probabilities (K, H, W) of the Sec. 3.1 pipeline, each step switchable.
+    """Pseudo-class probabilities (K, H, W) of the Sec. 3.1 pipeline as CUPS runs it.
 
-    ``use_sliding_window`` / ``use_depth_guidance``: off/off → P_low (vanilla), on/on → P* of
-    Eq. 2 (needs ``depth``), on/off → P_high alone; off/on is an error. ``use_crf`` then applies
-    :func:`dense_crf` with ``crf`` (default :class:`CrfParameters`).
+    ``extract`` is S's feature network on an image (``FeatureProvider.image_features``),
+    ``centroids`` its k-means classes. ``use_sliding_window`` / ``use_depth_guidance``: off/off
+    → P_low (vanilla), on/on → Eq. 2's fusion of log P_low and log P_high (needs ``depth``),
+    on/off → P_high alone; off/on is an error. The scores' softmax is then refined by
+    :func:`dense_crf` with ``crf`` (default :class:`CrfParameters`) when ``use_crf``, as CUPS'
+    ``dense_crf`` takes the softmax of ``depth_guided_sliding_window``'s output.
     """
     if use_depth_guidance and not use_sliding_window:
         raise ValueError("depth-guided inference fuses P_low with the sliding-window P_high")
     if use_depth_guidance and depth is None:
         raise ValueError("depth-guided inference needs a depth map")
-    if not use_sliding_window:
-        fused = low_resolution_probabilities(predictor, image, low_resolution)
-    elif not use_depth_guidance:
-        fused = sliding_window_probabilities(predictor, image, window, stride)
-    else:
-        assert depth is not None
-        fused = depth_guided_fusion(
-            low_resolution_probabilities(predictor, image, low_resolution),
-            sliding_window_probabilities(predictor, image, window, stride),
-            depth,
+    scores: npt.NDArray[np.float32] | None = None
+    if use_depth_guidance or not use_sliding_window:
+        scores = low_resolution_log_probabilities(
+            extract, image, centroids, low_scale, flip, temperature
         )
+    if use_sliding_window:
+        high = sliding_window_log_probabilities(
+            extract, image, centroids, window, window_stride, temperature
+        )
+        if scores is None:
+            scores = high
+        else:
+            assert depth is not None
+            scores = depth_guided_fusion(scores, high, depth)
+    assert scores is not None
+    classes, height, width = scores.shape
+    probabilities = _softmax_rows(scores.reshape(classes, -1).T).T.reshape(classes, height, width)
     if not use_crf:
-        return fused
+        return np.ascontiguousarray(probabilities, dtype=np.float32)
     settings = crf if crf is not None else CrfParameters()
     return dense_crf(
-        fused,
+        probabilities,
         image,
         settings.iterations,
         spatial_sigma=settings.spatial_sigma,
@@ -360,29 +497,35 @@ def semantic_probabilities(
 
 def semantic_pseudo_labels(
     image: Image,
-    predictor: CropPredictor,
+    extract: FeatureExtractor,
+    centroids: FloatArray,
     depth: FloatArray | None = None,
     *,
-    low_resolution: int | tuple[int, int] = 320,
-    window: int = 320,
-    stride: int = 160,
+    low_scale: float = LOW_RESOLUTION_SCALE,
+    flip: bool = True,
+    window: int | None = None,
+    window_stride: int | None = None,
     use_sliding_window: bool = True,
     use_depth_guidance: bool = True,
     use_crf: bool = True,
     crf: CrfParameters | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
 ) -> npt.NDArray[np.int32]:
     """Pseudo-class id per pixel (H, W): argmax of :func:`semantic_probabilities` (Sec. 3.1)."""
     probabilities = semantic_probabilities(
         image,
-        predictor,
+        extract,
+        centroids,
         depth,
-        low_resolution=low_resolution,
+        low_scale=low_scale,
+        flip=flip,
         window=window,
-        stride=stride,
+        window_stride=window_stride,
         use_sliding_window=use_sliding_window,
         use_depth_guidance=use_depth_guidance,
         use_crf=use_crf,
         crf=crf,
+        temperature=temperature,
     )
     return np.asarray(np.argmax(probabilities, axis=0), dtype=np.int32)
 
@@ -401,43 +544,46 @@ def _softmax_rows(logits: FloatArray) -> npt.NDArray[np.float32]:
     return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True), dtype=np.float32)
 
 
-def _resample_axis(
-    values: npt.NDArray[np.float32], axis: int, length: int
-) -> npt.NDArray[np.float32]:
-    """Linear interpolation along ``axis`` to ``length`` samples (pixel centres, edges clamped)."""
-    source_length = values.shape[axis]
-    if source_length == length:
-        return values
-    source = (np.arange(length) + 0.5) * (source_length / length) - 0.5
+Interpolation = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+
+def _interpolation(source_length: int, length: int, scale: float) -> Interpolation:
+    """(lower, upper, upper weight) of ``length`` samples at source (i + ½)·scale − ½, clamped.
+
+    torch's ``bilinear, align_corners=False`` rule (scale = source / target length).
+    """
+    source = (np.arange(length) + 0.5) * scale - 0.5
     source = np.clip(source, 0.0, source_length - 1)
     lower = np.floor(source).astype(np.int64)
     upper = np.minimum(lower + 1, source_length - 1)
+    return lower, upper, (source - lower).astype(np.float32)
+
+
+def _interpolate_axis(
+    values: npt.NDArray[np.float32], axis: int, index: Interpolation
+) -> npt.NDArray[np.float32]:
+    """Linear interpolation of ``values`` along ``axis`` at the samples of ``index``."""
+    lower, upper, upper_weight = index
     shape = [1] * values.ndim
-    shape[axis] = length
-    upper_weight = (source - lower).astype(np.float32).reshape(shape)
+    shape[axis] = lower.size
+    weight = upper_weight.reshape(shape)
     return np.asarray(
-        np.take(values, lower, axis=axis) * (1.0 - upper_weight)
-        + np.take(values, upper, axis=axis) * upper_weight,
+        np.take(values, lower, axis=axis) * (1.0 - weight)
+        + np.take(values, upper, axis=axis) * weight,
         dtype=np.float32,
     )
 
 
-def _window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Window offsets every ``stride`` px, plus one flush with the end so every pixel is covered."""
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return starts
-
-
-def _checked_prediction(prediction: FloatArray) -> npt.NDArray[np.float32]:
-    """A predictor's (K, h', w') output as float32, with a clear error for a wrong shape."""
-    values = np.asarray(prediction, dtype=np.float32)
-    if values.ndim != 3:
-        raise ValueError(
-            f"a crop predictor must return (K, h, w) probabilities, got {values.shape}"
-        )
-    return values
+def _resample_axis(
+    values: npt.NDArray[np.float32], axis: int, length: int
+) -> npt.NDArray[np.float32]:
+    """Linear resampling along ``axis`` to ``length`` samples (pixel centres, edges clamped)."""
+    source_length = values.shape[axis]
+    if source_length == length:
+        return values
+    return _interpolate_axis(
+        values, axis, _interpolation(source_length, length, source_length / length)
+    )
 
 
 def _compact_keys(

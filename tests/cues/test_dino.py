@@ -184,6 +184,18 @@ def test_provider_at_native_resolution_has_the_patch_stride(weights_file: Path) 
     assert result.features.dtype == np.float32
 
 
+def test_image_features_run_at_the_patch_size_on_the_given_pixels(weights_file: Path) -> None:
+    # Sliding windows and the half-resolution pass feed images of any size: no resizing.
+    provider = DinoProvider(weights=weights_file, device="cpu")  # resolution 320 for frames
+    clip = make_clip(50, 70)
+    native = DinoProvider(weights=weights_file, device="cpu", resolution="native")
+    result = provider.image_features(clip.image(0))
+    assert result.stride == 16 and result.features.shape == (384, 4, 5)
+    np.testing.assert_array_equal(result.features, native.features(clip, 0).features)
+    as_float = provider.image_features(clip.image(0).astype(np.float32))  # a resampled image
+    np.testing.assert_allclose(as_float.features, result.features, atol=1e-6)
+
+
 def test_provider_resolution_sets_the_stride_in_frame_pixels(
     small_vit: VisionTransformer, weights_file: Path
 ) -> None:

@@ -194,3 +194,25 @@ def test_bad_options_are_clear() -> None:
 def test_module_does_not_import_torch() -> None:
     code = "import sys, vpsbench.cues.handcrafted; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_image_features_are_the_frame_features_of_any_image() -> None:
+    image, _ = two_region_image(50, 70)
+    provider = HandcraftedFeatures(stride=4)
+    result = provider.image_features(image)
+    np.testing.assert_array_equal(result.features, provider.features(clip_of(image), 0).features)
+    assert result.stride == 4
+    crop = provider.image_features(image[10:30, 20:52])  # position is the crop's own
+    assert crop.features.shape == (13, 5, 8)
+    corner = provider.image_features(image[:20, :32])
+    for channel in ("x", "y"):
+        index = provider.channel_names.index(channel)
+        np.testing.assert_array_equal(crop.features[index], corner.features[index])
+    as_float = provider.image_features(image.astype(np.float32))
+    np.testing.assert_allclose(as_float.features, result.features, atol=1e-5)
+
+
+def test_image_features_refuse_a_depth_channel() -> None:
+    image, _ = two_region_image(32, 48)
+    with pytest.raises(VpsbenchError, match="no depth channel"):
+        HandcraftedFeatures(depth=HalfDepth()).image_features(image)

@@ -32,6 +32,7 @@ from vpsbench.formats.png import read_png
 from vpsbench.video import SequenceRef
 
 Image = npt.NDArray[np.uint8]  # (H, W, 3) RGB
+FloatImage = npt.NDArray[np.float32]  # (H, W, 3) RGB in [0, 255]: a resampled or padded frame
 Flow = npt.NDArray[np.float32]  # (H, W, 2): (dx, dy) in pixels, from the source to the target
 CUE_KINDS = ("flow", "depth", "features")
 
@@ -135,6 +136,16 @@ class FeatureProvider(CueProvider):
     @abc.abstractmethod
     def features(self, clip: VideoClip, t: int) -> FeatureMap:
         """Features of frame ``t``."""
+
+    @abc.abstractmethod
+    def image_features(self, image: Image | FloatImage) -> FeatureMap:
+        """Features of any RGB image (a frame, a crop, a resized frame) at its own pixel scale.
+
+        Cell (i, j) covers image pixels ``[i·stride, (i+1)·stride) × [j·stride, (j+1)·stride)``
+        (the last row/column padded), so a caller can place crops' and resized frames' features
+        exactly — what sliding-window and low-resolution inference need (VideoCUPS Eq. 2).
+        A float image (values in [0, 255]) is used as is, so a resized frame is not rounded.
+        """
 
 
 _REGISTRY: dict[tuple[str, str], type[CueProvider]] = {}

@@ -11,6 +11,8 @@ the native resolution; with ``resolution=R`` (default 320) it is ``round(short_s
 the network sees about R pixels on the frame's short side. The frame is padded (edge pixels) to
 ``ceil(H / stride) · stride`` × ``ceil(W / stride) · stride`` and resized by ``p / stride``, so
 cell (i, j) is exactly frame pixels ``[i·stride, (i+1)·stride) × [j·stride, (j+1)·stride)``.
+``image_features(image)`` runs the network on the given pixels at the patch size (stride = p,
+no resizing): what VideoCUPS' sliding windows and half-resolution pass feed it, as in CUPS.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 from vpsbench.cues.base import (
     FeatureMap,
     FeatureProvider,
+    FloatImage,
     Image,
     MissingWeightsError,
     VideoClip,
@@ -175,10 +178,10 @@ class DinoProvider(FeatureProvider):
             return self.patch_size
         return max(1, round(min(height, width) * self.patch_size / self.resolution))
 
-    def _network_input(self, image: Image, stride: int) -> torch.Tensor:
+    def _network_input(self, image: Image | FloatImage, stride: int) -> torch.Tensor:
         height, width = int(image.shape[0]), int(image.shape[1])
         rows, cols = math.ceil(height / stride), math.ceil(width / stride)
-        tensor = image_to_tensor(image, self.device)
+        tensor = image_to_tensor(cast(Image, image), self.device)  # float images: same / 255
         tensor = F.pad(
             tensor, (0, cols * stride - width, 0, rows * stride - height), mode="replicate"
         )
@@ -193,9 +196,16 @@ class DinoProvider(FeatureProvider):
         return (tensor - mean) / std
 
     def features(self, clip: VideoClip, t: int) -> FeatureMap:
-        """Features (D, ceil(H/stride), ceil(W/stride)) of frame ``t``."""
+        """Features (D, ceil(H/stride), ceil(W/stride)) of frame ``t`` (``resolution`` applies)."""
         image = clip.image(t)
-        stride = self.stride_for(int(image.shape[0]), int(image.shape[1]))
+        return self._encode(image, self.stride_for(int(image.shape[0]), int(image.shape[1])))
+
+    def image_features(self, image: Image | FloatImage) -> FeatureMap:
+        """Features of ``image`` at the patch size on its own pixels (``resolution`` is ignored)."""
+        return self._encode(image, self.patch_size)
+
+    def _encode(self, image: Image | FloatImage, stride: int) -> FeatureMap:
+        """The network's (D, ceil(H/stride), ceil(W/stride)) map of ``image`` at ``stride`` px."""
         with torch.inference_mode():
             dense = self.model(self._network_input(image, stride), facet=self.facet)
         array = np.ascontiguousarray(dense[0].float().cpu().numpy(), dtype=np.float32)

@@ -37,6 +37,7 @@ from vpsbench.cues.base import (
     DepthProvider,
     FeatureMap,
     FeatureProvider,
+    FloatImage,
     Image,
     VideoClip,
     make_cue,
@@ -77,7 +78,7 @@ _SRGB_TO_XYZ = np.array(
 )
 
 
-def srgb_to_lab(image: Image) -> FloatArray:
+def srgb_to_lab(image: Image | FloatImage) -> FloatArray:
     """CIE L*a*b* (D65) of an sRGB uint8 image (H, W, 3): L in [0, 100], a/b about ±100."""
     rgb = image[..., :3].astype(np.float64) / 255.0
     linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
@@ -173,26 +174,36 @@ class HandcraftedFeatures(FeatureProvider):
         depth = ("log_depth",) if self.depth_provider is not None else ()
         return ("L", "a", "b", *texture, "x", "y", *depth)
 
-    def _pixel_channels(
-        self, clip: VideoClip, t: int
-    ) -> tuple[list[FloatArray], FloatArray | None]:
+    def features(self, clip: VideoClip, t: int) -> FeatureMap:
+        """Standardised features (C, ceil(H/stride), ceil(W/stride)); channels as named above."""
         image = clip.image(t)
-        lab = srgb_to_lab(image)
-        appearance = [lab[..., 0], lab[..., 1], lab[..., 2]]
-        appearance += list(texture_energies(lab[..., 0]).values())
         if self.depth_provider is None:
-            return appearance, None
+            return self._cell_features(image, None)
         depth = self.depth_provider.depth_motion(clip, t).depth.astype(np.float64)
         if depth.shape != image.shape[:2]:
             raise VpsbenchError(
                 f"depth of shape {depth.shape} does not match the frame {image.shape[:2]}"
             )
         depth = np.where(np.isfinite(depth), depth, DEPTH_RANGE[1])
-        return appearance, np.log(np.clip(depth, *DEPTH_RANGE))
+        return self._cell_features(image, np.log(np.clip(depth, *DEPTH_RANGE)))
 
-    def features(self, clip: VideoClip, t: int) -> FeatureMap:
-        """Standardised features (C, ceil(H/stride), ceil(W/stride)); channels as named above."""
-        appearance, log_depth = self._pixel_channels(clip, t)
+    def image_features(self, image: Image | FloatImage) -> FeatureMap:
+        """Features of any RGB image at ``stride``; position is relative to that image.
+
+        Refused with ``depth=``: a crop or resized frame has no depth of its own here.
+        """
+        if self.depth_provider is not None:
+            raise VpsbenchError(
+                "handcrafted: image-level features (sliding windows, resized frames) have no "
+                "depth channel; build the provider without depth= for them"
+            )
+        return self._cell_features(image, None)
+
+    def _cell_features(self, image: Image | FloatImage, log_depth: FloatArray | None) -> FeatureMap:
+        """Per-cell standardised channels of ``image`` (and of per-pixel ``log_depth``)."""
+        lab = srgb_to_lab(image)
+        appearance = [lab[..., 0], lab[..., 1], lab[..., 2]]
+        appearance += list(texture_energies(lab[..., 0]).values())
         height, width = appearance[0].shape
         per_pixel = appearance if log_depth is None else [*appearance, log_depth]
         cells = cell_means(np.stack(per_pixel, axis=-1), self.stride)
