@@ -36,6 +36,8 @@ from vpsbench.errors import VpsbenchError
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.npz import read_npz, write_npz
 from vpsbench.methods import PREDICT_STAGE, Method, MethodConfig, RunContext
+from vpsbench.methods.base import Range
+from vpsbench.predictions import MAX_CLASS_ID
 from vpsbench.tracking.clips import align_clip_ids, split_into_clips
 from vpsbench.tracking.panoptic import track_panoptic_video
 from vpsbench.tracking.sort import SortConfig
@@ -61,16 +63,32 @@ class DepthGVideoCutLERConfig(MethodConfig):
     weights: Path | None = field(default=None, metadata={"help": "VideoCutLER checkpoint"})
     depthg_weights: Path | None = field(default=None, metadata={"help": "DepthG checkpoint"})
     dino_weights: Path | None = field(default=None, metadata={"help": "DINO ViT backbone"})
-    clip_length: int = field(default=30, metadata={"help": "frames per VideoCutLER clip"})
-    clip_overlap: int = field(default=5, metadata={"help": "frames shared by adjacent clips"})
-    align_iou: float = field(default=0.5, metadata={"help": "IoU to carry an id across clips"})
-    psi_thing_stuff: float = field(
-        default=PSI_THING_STUFF, metadata={"help": "ψ_ts of the thing/stuff split (VideoCUPS')"}
+    clip_length: int = field(
+        default=30, metadata={"help": "frames per VideoCutLER clip", "range": Range(1)}
     )
-    num_pseudo_classes: int = field(default=27, metadata={"help": "weight-free stand-in"})
+    clip_overlap: int = field(
+        default=5, metadata={"help": "frames shared by adjacent clips", "range": Range(0)}
+    )
+    align_iou: float = field(
+        default=0.5, metadata={"help": "IoU to carry an id across clips", "range": Range(0, 1)}
+    )
+    psi_thing_stuff: float = field(
+        default=PSI_THING_STUFF,
+        metadata={"help": "ψ_ts of the thing/stuff split (VideoCUPS')", "range": Range(0, 1)},
+    )
+    num_pseudo_classes: int = field(
+        default=27, metadata={"help": "weight-free stand-in", "range": Range(1, MAX_CLASS_ID + 1)}
+    )
     features: str = field(default="handcrafted", metadata={"help": "weight-free stand-in"})
     depth: str = field(default="none", metadata={"help": "depth cue of the stand-in"})
-    seed: int = field(default=0, metadata={"help": "weight-free stand-in"})
+    seed: int = field(default=0, metadata={"help": "weight-free stand-in", "range": Range(0)})
+
+    def __post_init__(self) -> None:
+        if self.clip_overlap >= self.clip_length:
+            raise VpsbenchError(
+                f"--set clip_overlap={self.clip_overlap}: must be smaller than "
+                f"clip_length={self.clip_length}"
+            )
 
 
 class DepthGVideoCutLER(Method):

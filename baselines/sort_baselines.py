@@ -23,7 +23,8 @@ from vpsbench.cues import VideoClip
 from vpsbench.errors import VpsbenchError
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.methods import PREDICT_STAGE, Method, MethodConfig, RunContext
-from vpsbench.predictions import PredictionSource
+from vpsbench.methods.base import Range
+from vpsbench.predictions import MAX_CLASS_ID, PredictionSource
 from vpsbench.tracking.panoptic import track_panoptic_video
 from vpsbench.tracking.sort import ASSOCIATIONS, Association, SortConfig
 from vpsbench.video import PanopticFrame
@@ -40,9 +41,15 @@ class SortBaselineConfig(MethodConfig):
     per_frame: Path | None = field(
         default=None, metadata={"help": "folder of per-frame predictions made elsewhere"}
     )
-    max_age: int = field(default=1, metadata={"help": "SORT: frames a track survives unmatched"})
-    min_hits: int = field(default=3, metadata={"help": "SORT: matches before a track is output"})
-    iou_threshold: float = field(default=0.3, metadata={"help": "SORT: minimum IoU to associate"})
+    max_age: int = field(
+        default=1, metadata={"help": "SORT: frames a track survives unmatched", "range": Range(0)}
+    )
+    min_hits: int = field(
+        default=3, metadata={"help": "SORT: matches before a track is output", "range": Range(0)}
+    )
+    iou_threshold: float = field(
+        default=0.3, metadata={"help": "SORT: minimum IoU to associate", "range": Range(0, 1)}
+    )
     association: str = field(
         default="bewley",
         metadata={"help": "SORT: bewley (Hungarian on raw IoU, as published) | threshold-first"},
@@ -51,18 +58,29 @@ class SortBaselineConfig(MethodConfig):
         default=False,
         metadata={"help": "ours, off as in the paper: a track's pixels take its majority class"},
     )
-    num_pseudo_classes: int = field(default=27, metadata={"help": "weight-free stand-in"})
+    num_pseudo_classes: int = field(
+        default=27, metadata={"help": "weight-free stand-in", "range": Range(1, MAX_CLASS_ID + 1)}
+    )
     features: str = field(default="handcrafted", metadata={"help": "weight-free stand-in"})
     depth: str = field(default="none", metadata={"help": "depth cue of the stand-in"})
     thing_ratio: float = field(
-        default=0.5, metadata={"help": "stand-in: share of a class in object-sized segments"}
+        default=0.5,
+        metadata={
+            "help": "stand-in: share of a class in object-sized segments",
+            "range": Range(0, 1),
+        },
     )
     position_weight: float = field(
-        default=1.0, metadata={"help": "stand-in: weight of image position in the features"}
+        default=1.0,
+        metadata={"help": "stand-in: weight of image position in the features", "range": Range(0)},
     )
-    min_instance_area: int = field(default=30, metadata={"help": "stand-in: pixels"})
-    max_instance_fraction: float = field(default=0.05, metadata={"help": "stand-in: of frame"})
-    seed: int = field(default=0, metadata={"help": "weight-free stand-in"})
+    min_instance_area: int = field(
+        default=30, metadata={"help": "stand-in: pixels", "range": Range(0)}
+    )
+    max_instance_fraction: float = field(
+        default=0.05, metadata={"help": "stand-in: of frame", "range": Range(0, 1, low_open=True)}
+    )
+    seed: int = field(default=0, metadata={"help": "weight-free stand-in", "range": Range(0)})
 
     def __post_init__(self) -> None:
         if self.association not in ASSOCIATIONS:

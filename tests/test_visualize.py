@@ -86,3 +86,10 @@ def test_visualize_command_writes_a_picture(
     assert code == 0 and "picture written" in stdout
     picture = read_png(out)
     assert picture.shape == (14 + 3 * (3 + 4), 3 * 4 + 2 * 4, 3)
+    args = ["visualize", "--pred", str(tmp_path / "preds"), "--dataset", "kitti-step"]
+    args += ["--root", str(root), "--sequence", "0002", "--out", str(tmp_path / "x.png")]
+    code, _, err = run_cli([*args, "--frames", "0,a"], capsys)
+    assert code != 0 and err.strip().splitlines() == [
+        "error: --frames expects comma-separated frame indices, got 'a'"
+    ]
+    assert not (tmp_path / "x.png").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,21 +14,23 @@ from rich.table import Table
 
 from vpsbench.config import resolve_dataset_root
 from vpsbench.datasets import dataset_class, dataset_names, open_dataset
-from vpsbench.errors import VpsbenchError
+from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.evaluation import (
     ALL_METRICS,
     EvaluationJob,
     EvaluationResult,
     EvaluationSettings,
+    check_official_split,
     evaluate,
     select_sequences,
 )
 from vpsbench.leaderboard.cli import leaderboard_app, submit_command
 from vpsbench.matching import MatchingMode
-from vpsbench.predictions import PredictionFormat, PredictionSource
-from vpsbench.records import record_from_results, write_record
+from vpsbench.predictions import MAX_CLASS_ID, PredictionFormat, PredictionSource
+from vpsbench.records import neutralise_bidi, record_from_results, write_record
 from vpsbench.report import render_result
 from vpsbench.results import result_to_dict, write_results
+from vpsbench.statistics import joint_histogram
 
 app = typer.Typer(
     help="Evaluate unsupervised video panoptic segmentation (STQ/AQ/SQ, VPQ, PQ).",
@@ -57,8 +60,11 @@ ProtocolOption = Annotated[
 
 
 def _error_line(text: str) -> None:
-    """Print one unwrapped line to stderr (error lines must stay greppable, one per problem)."""
-    print(text, file=sys.stderr)
+    """Print one unwrapped line to stderr (error lines must stay greppable, one per problem).
+
+    Bidirectional controls (e.g. in a file name) are shown as ``[U+202E]``, never disguising it.
+    """
+    print(neutralise_bidi(text), file=sys.stderr)
 
 
 def _progress_bar(disable: bool = False) -> Progress:
@@ -139,9 +145,10 @@ def evaluate_command(
         str | None,
         typer.Option(help="Comma-separated pseudo thing classes (default: those with instances)."),
     ] = None,
-    metrics: Annotated[str, typer.Option(help="Comma-separated: stq,vpq,pq.")] = ",".join(
-        ALL_METRICS
-    ),
+    metrics: Annotated[
+        str,
+        typer.Option(help="Comma-separated: stq,vpq,pq (default) and hota,clear,identity."),
+    ] = ",".join(ALL_METRICS),
     sequences: Annotated[
         str | None, typer.Option(help="Comma-separated subset of sequences.")
     ] = None,
@@ -165,11 +172,13 @@ def evaluate_command(
     """Score a prediction folder under the unsupervised protocol (paper Sec. 3.3)."""
     if save_record is not None and method is None:
         raise VpsbenchError("--save-record needs --method NAME (the method id, e.g. videocups)")
+    _check_record_identity(method, method_version)
+    _check_output_paths({"--output": output, "--save-record": save_record})
+    pseudo_things = _parse_class_ids("--pred-things", pred_things)
     job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, num_classes)
-    things = _csv(pred_things)
     settings = EvaluationSettings(
         matching=matching,
-        pseudo_things=tuple(int(t) for t in things) if things is not None else None,
+        pseudo_things=pseudo_things,
         metrics=tuple(_csv(metrics) or ()),
         count_void_column=void_as_class,
     )
@@ -181,6 +190,62 @@ def evaluate_command(
         )
         write_record(save_record, record)
         console.print(f"record written to {save_record} (file it with `vpsbench submit`)")
+
+
+def _parse_class_ids(option: str, text: str | None) -> tuple[int, ...] | None:
+    """A comma-separated list of class ids (None when not given); anything else is an error."""
+    items = _csv(text)
+    if items is None:
+        return None
+    bad = [item for item in items if not item.isdigit() or int(item) > MAX_CLASS_ID]
+    if bad:
+        raise VpsbenchError(
+            f"{option} expects comma-separated class ids in 0..{MAX_CLASS_ID}, got {bad[0]!r}"
+        )
+    return tuple(int(item) for item in items)
+
+
+def _check_record_identity(method: str | None, method_version: str) -> None:
+    """Refuse a --method/--method-version a record could not carry, before any work is done."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from vpsbench.records import SingleLine, Slug
+
+    checks = (("--method", method, Slug), ("--method-version", method_version, SingleLine))
+    for option, value, kind in checks:
+        if value is None:
+            continue
+        try:
+            TypeAdapter(kind).validate_python(value)
+        except ValidationError:
+            rule = (
+                "a slug: lower-case letters and digits joined by single - _ or . (64 at most)"
+                if kind is Slug
+                else "one printable line of 1 to 200 characters"
+            )
+            raise VpsbenchError(f"{option} {value!r} is not valid: it must be {rule}") from None
+
+
+def _check_output_paths(paths: dict[str, Path | None]) -> None:
+    """Fail at once on an output path that cannot be written, instead of after the evaluation."""
+    given = {option: path for option, path in paths.items() if path is not None}
+    seen: dict[Path, str] = {}
+    for option, path in given.items():
+        resolved = path.resolve()
+        if resolved in seen:
+            raise InputError(path, f"{option} and {seen[resolved]} name the same file")
+        seen[resolved] = option
+        if path.is_dir():
+            raise InputError(path, f"{option} names a folder; give a file name")
+        if path.exists() and not path.is_file():
+            raise InputError(path, f"{option} names something that is not a regular file")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(path, f"{option}: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(path, f"{option}: no permission to write in {parent}")
 
 
 def _run_evaluation(
@@ -223,7 +288,10 @@ def validate_command(
 ) -> None:
     """Check a submission (every frame present, readable, right size, ids in range)."""
     job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, num_classes)
-    selected = select_sequences(job.dataset.sequences(job.split), _csv(sequences), dataset)
+    available = job.dataset.sequences(job.split)
+    if not _csv(sequences):  # the same official-split rule as `evaluate`
+        check_official_split(job.dataset, job.split, available)
+    selected = select_sequences(available, _csv(sequences), dataset)
     problems: list[str] = []
     checked = 0
     expected: set[Path] = set()
@@ -231,9 +299,11 @@ def validate_command(
         for frame in sequence.frames:
             checked += 1
             expected.add(job.predictions.path_of(frame))
-            try:
-                shape = job.dataset.load_ground_truth(job.split, frame).shape
-                job.predictions.read(frame, shape)
+            try:  # the same per-frame reading and reduction `evaluate` does
+                ground_truth = job.dataset.load_ground_truth(job.split, frame)
+                prediction, _ = job.predictions.read(frame, ground_truth.shape)
+                weights = job.dataset.load_pixel_weights(job.split, frame)
+                joint_histogram(ground_truth, prediction, weights)
             except VpsbenchError as error:
                 problems.append(str(error))
     extra = sorted(
@@ -467,7 +537,11 @@ def visualize_command(
     mapping = None
     if results is not None:
         mapping = mapping_from_results(results, job.dataset.label_space())
-    indices = [int(i) for i in _csv(frames) or []] or None
+    items = _csv(frames) or []
+    bad = [item for item in items if not item.isdigit()]
+    if bad:
+        raise VpsbenchError(f"--frames expects comma-separated frame indices, got {bad[0]!r}")
+    indices = [int(item) for item in items] or None
     strip = render_sequence(job.dataset, job.split, sequence, job.predictions, mapping, indices)
     console.print(f"picture written to {write_strip(out, strip)}")
 

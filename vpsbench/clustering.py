@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from vpsbench.errors import VpsbenchError
+
 Features = npt.NDArray[np.floating]
 
 
@@ -40,7 +42,10 @@ def fit_cosine_kmeans(
     """
     data = normalize_rows(samples)
     if data.shape[0] < num_clusters:
-        raise ValueError(f"{data.shape[0]} samples cannot make {num_clusters} clusters")
+        raise VpsbenchError(
+            f"{data.shape[0]} feature samples cannot make {num_clusters} clusters: lower the "
+            "number of pseudo-classes (num_pseudo_classes) or give more frames"
+        )
     rng = np.random.default_rng(seed)
     centroids = _kmeans_plus_plus(data, num_clusters, rng)
     counts = np.zeros(num_clusters)

@@ -10,6 +10,7 @@ temporary folder so that memory does not grow with the number of frames.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tempfile
 import time
@@ -25,12 +26,14 @@ from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.matching import ClassMatching, MatchingMode, match_pseudo_classes
 from vpsbench.metrics.pq import PQResult, panoptic_quality
 from vpsbench.metrics.stq import STQResult, segmentation_and_tracking_quality
+from vpsbench.metrics.tracking import TRACKING_METRICS, TrackingResult, tracking_quality
 from vpsbench.metrics.vpq import VPQResult, video_panoptic_quality
 from vpsbench.predictions import PredictionSource, manifest_digest
 from vpsbench.statistics import JointHistogram, SequenceStatistics, joint_histogram
-from vpsbench.video import SequenceRef
+from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
 
-ALL_METRICS = ("stq", "vpq", "pq")
+ALL_METRICS = ("stq", "vpq", "pq")  # the default selection
+KNOWN_METRICS = ALL_METRICS + TRACKING_METRICS  # HOTA, CLEAR, Identity are opt-in
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class EvaluationSettings:
     count_void_column: bool = True  # DeepLab2: predicted void on labelled pixels is an IoU-0 class
 
     def __post_init__(self) -> None:
-        unknown = set(self.metrics) - set(ALL_METRICS)
+        unknown = set(self.metrics) - set(KNOWN_METRICS)
         if unknown:
-            raise VpsbenchError(f"unknown metrics {sorted(unknown)}; known: {list(ALL_METRICS)}")
+            raise VpsbenchError(f"unknown metrics {sorted(unknown)}; known: {list(KNOWN_METRICS)}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class EvaluationJob:
     dataset: Dataset
     split: str
     predictions: PredictionSource
+    #: Under ``--matching none`` predictions hold ground-truth class ids, so an id from this
+    #: limit on is an error naming the file, not void pixels (``None``: pseudo-classes, no limit).
+    class_limit: int | None = None
 
 
 @dataclass
@@ -84,6 +90,7 @@ class EvaluationResult:
     prediction_format: str
     prediction_digest: str
     seconds: float
+    tracking: TrackingResult | None = None  # HOTA/CLEAR/Identity when selected
 
 
 def reduce_sequence(job: EvaluationJob, sequence: SequenceRef) -> SequenceOutcome:
@@ -93,12 +100,27 @@ def reduce_sequence(job: EvaluationJob, sequence: SequenceRef) -> SequenceOutcom
     for frame in sequence.frames:
         ground_truth = job.dataset.load_ground_truth(job.split, frame)
         prediction, digest = job.predictions.read(frame, ground_truth.shape)
+        if job.class_limit is not None:
+            _check_class_limit(job, frame, prediction, job.class_limit)
         weights = job.dataset.load_pixel_weights(job.split, frame)
         tables.append(joint_histogram(ground_truth, prediction, weights))
         path = job.predictions.path_of(frame)
         digests[path.relative_to(job.predictions.root).as_posix()] = digest
     names = [frame.name for frame in sequence.frames]
     return SequenceOutcome(SequenceStatistics.from_frames(sequence.name, names, tables), digests)
+
+
+def _check_class_limit(
+    job: EvaluationJob, frame: FrameRef, prediction: PanopticFrame, limit: int
+) -> None:
+    """A predicted class id at or beyond ``limit`` is an error naming the file and the frame."""
+    top = int(prediction.semantic.max(initial=-1))
+    if top >= limit:
+        raise InputError(
+            job.predictions.path_of(frame),
+            f"frame {frame.name} has class id {top}, outside the {job.dataset.name} label space "
+            f"0..{limit - 1} (--matching none reads ground-truth class ids)",
+        )
 
 
 class FrameTableSpill:
@@ -161,6 +183,48 @@ def select_sequences(
     return [by_name[name] for name in wanted]
 
 
+def check_official_split(dataset: Dataset, split: str, available: Sequence[SequenceRef]) -> None:
+    """Refuse to score a split that is not the official one, so no partial copy scores silently.
+
+    Every official sequence (the loader's :meth:`~Dataset.official_split`, the list ``datasets
+    verify`` checks) must be there with all its annotated frames, and nothing else; a deliberate
+    subset is named with ``--sequences``. Loaders without a fixed list are not checked.
+    """
+    official = dataset.official_split(split)
+    if official is None:
+        return
+    where = f"{dataset.name} {split}"
+    hint = "evaluate the whole official split, or name the sequences to score with --sequences"
+    on_disk = {dataset.official_name(sequence.name): sequence for sequence in available}
+    missing = [name for name in official if name not in on_disk]
+    if missing:
+        raise InputError(
+            dataset.root,
+            f"{where} lacks {len(missing)} of its {len(official)} official sequences "
+            f"({_name_list(missing)}); {hint}",
+        )
+    strangers = [sequence.name for name, sequence in on_disk.items() if name not in official]
+    if strangers:
+        raise InputError(
+            dataset.root,
+            f"{where} holds sequences that are not official ({_name_list(strangers)}); "
+            "remove them, or name the sequences to score with --sequences",
+        )
+    for name, sequence in on_disk.items():
+        if len(sequence.frames) != official[name]:
+            raise InputError(
+                dataset.root,
+                f"{where} sequence {sequence.name} has {len(sequence.frames)} annotated frames, "
+                f"the official sequence has {official[name]}; {hint}",
+            )
+
+
+def _name_list(names: Sequence[str], limit: int = 5) -> str:
+    """``a, b, c … (9 in all)`` for a one-line message."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} … ({len(names)} in all)"
+
+
 def pseudo_thing_mask(
     joint: JointHistogram, num_pred_classes: int, explicit: Sequence[int] | None
 ) -> np.ndarray:
@@ -172,6 +236,11 @@ def pseudo_thing_mask(
     carries = (joint.pred_instance > 0) & (joint.pred_class >= 0)
     mask[np.unique(joint.pred_class[carries])] = True
     return mask
+
+
+def _within_label_space(job: EvaluationJob, label_space: LabelSpace) -> EvaluationJob:
+    """The job that refuses predicted class ids beyond ``label_space`` (``--matching none``)."""
+    return dataclasses.replace(job, class_limit=label_space.num_classes)
 
 
 def evaluate(
@@ -186,9 +255,14 @@ def evaluate(
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
     label_space = job.dataset.label_space()
-    selected = select_sequences(job.dataset.sequences(job.split), sequences, job.dataset.name)
+    available = job.dataset.sequences(job.split)
+    if not sequences:
+        check_official_split(job.dataset, job.split, available)
+    selected = select_sequences(available, sequences, job.dataset.name)
     if not selected:
         raise InputError(job.dataset.root, f"split {job.split!r} has no annotated frames")
+    if settings.matching is MatchingMode.NONE:
+        job = _within_label_space(job, label_space)
 
     spill = FrameTableSpill()
     try:
@@ -235,6 +309,13 @@ def evaluate(
         if "pq" in settings.metrics:
             mapped_frames = (relabel(f) for frames in spill for f in frames)
             pq = panoptic_quality(mapped_frames, label_space)
+        tracking = None
+        if set(settings.metrics) & set(TRACKING_METRICS):
+            names = [name for name, _, _ in summaries]
+            mapped_sequences = ([relabel(f) for f in frames] for frames in spill)
+            tracking = tracking_quality(
+                zip(names, mapped_sequences, strict=True), label_space, settings.metrics
+            )
     finally:
         spill.close()
 
@@ -253,4 +334,5 @@ def evaluate(
         prediction_format=str(job.predictions.format),
         prediction_digest=manifest_digest(digests),
         seconds=time.perf_counter() - started,
+        tracking=tracking,
     )

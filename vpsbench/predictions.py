@@ -12,7 +12,9 @@ Layouts and encodings (``<pred>`` is the folder given to ``--pred``; ``<sequence
   the JSON's ``segments_info`` (``file_name`` = ``<sequence>/<frame>.png``).
 
 Classes are the method's pseudo-class ids (or ground-truth ids with ``--matching none``); use
-``npz`` when there are more than 255 of them. A pseudo-class counts as a *thing* when any of its
+``npz`` when there are more than 255 of them. Class ids must lie in 0..65535 (``MAX_CLASS_ID``;
+the matching's cost grows with the largest id, so a larger one is refused, never slowly scored),
+and the only negative class is −1, void. A pseudo-class counts as a *thing* when any of its
 pixels carries an instance id (unless the thing set is given explicitly).
 """
 
@@ -32,6 +34,8 @@ from vpsbench.video import FrameRef, PanopticFrame
 
 PNG_VOID_CLASS = 255
 MOTS_IGNORE_CLASS = 10
+#: The largest pseudo-class id a prediction may carry (the matching sizes its tables by it).
+MAX_CLASS_ID = 65535
 
 
 class PredictionFormat(StrEnum):
@@ -94,9 +98,18 @@ class PredictionSource:
     ) -> PredictionSource:
         """Open a prediction folder, detecting the format unless it is given."""
         path = Path(root)
-        chosen = detect_format(path) if format in (None, "auto") else PredictionFormat(format)
+        known = [f.value for f in PredictionFormat]
+        if format not in (None, "auto", *known):
+            raise VpsbenchError(
+                f"--pred-format {format!r} is not a format; use auto or one of: {', '.join(known)}"
+            )
         if divisor < 1:
             raise VpsbenchError(f"--pred-divisor must be positive, got {divisor}")
+        if num_classes is not None and not 1 <= num_classes <= MAX_CLASS_ID + 1:
+            raise VpsbenchError(
+                f"--num-classes must be in 1..{MAX_CLASS_ID + 1}, got {num_classes}"
+            )
+        chosen = detect_format(path) if format in (None, "auto") else PredictionFormat(format)
         return cls(path, chosen, divisor, num_classes)
 
     def path_of(self, frame: FrameRef) -> Path:
@@ -134,8 +147,7 @@ class PredictionSource:
 
     def _decode(self, path: Path, frame: FrameRef, shape: tuple[int, int]) -> PanopticFrame:
         if self.format is PredictionFormat.NPZ:
-            decoded = npz.read_npz(path)
-            return PanopticFrame(np.maximum(decoded.semantic, -1), decoded.instance)
+            return npz.read_npz(path)
         if self.format is PredictionFormat.STEP:
             return _void_where(step.read_step_png(path), PNG_VOID_CLASS)
         if self.format is PredictionFormat.DIVISOR16:
@@ -163,14 +175,21 @@ class PredictionSource:
         return _void_where(decoded, MOTS_IGNORE_CLASS)
 
     def _check_ids(self, path: Path, prediction: PanopticFrame) -> None:
+        """Instance ids non-negative; class ids in −1..MAX_CLASS_ID and the declared range."""
         if int(prediction.instance.min(initial=0)) < 0:
             raise InputError(path, "negative instance id")
-        if self.num_classes is not None:
-            top = int(prediction.semantic.max(initial=-1))
-            if top >= self.num_classes:
-                raise InputError(
-                    path, f"class id {top} is beyond the declared range 0..{self.num_classes - 1}"
-                )
+        lowest = int(prediction.semantic.min(initial=-1))
+        if lowest < -1:
+            raise InputError(path, f"class id {lowest}: the only negative class is -1 (void)")
+        top = int(prediction.semantic.max(initial=-1))
+        if top > MAX_CLASS_ID:
+            raise InputError(
+                path, f"class id {top} is beyond the largest supported class id {MAX_CLASS_ID}"
+            )
+        if self.num_classes is not None and top >= self.num_classes:
+            raise InputError(
+                path, f"class id {top} is beyond the declared range 0..{self.num_classes - 1}"
+            )
 
 
 def _void_where(frame: PanopticFrame, void_class: int) -> PanopticFrame:

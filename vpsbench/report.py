@@ -12,6 +12,43 @@ def _pct(value: float) -> str:
     return f"{100.0 * value:.1f}"
 
 
+#: The tracking tables and their columns, in TrackEval's order, where the metric was selected.
+_TRACKING_TABLES = (
+    ("HOTA (%, averaged over α = 0.05…0.95)",
+     ("HOTA", "DetA", "AssA", "LocA", "DetRe", "DetPr", "AssRe", "AssPr")),
+    ("CLEAR and Identity (%, masks)",
+     ("MOTSA", "sMOTSA", "MOTSP", "IDSW", "Frag", "IDF1", "IDP", "IDR")),
+)  # fmt: skip
+_COUNT_COLUMNS = frozenset({"IDSW", "Frag"})
+
+
+def _render_tracking(result: EvaluationResult, console: Console) -> None:
+    """HOTA/CLEAR/Identity per thing class, class-averaged and detection-averaged."""
+    tracking = result.tracking
+    if tracking is None:
+        return
+    names = result.label_space.class_names
+    rows = [(names[c], s.summary()) for c, s in sorted(tracking.per_class.items())]
+    rows += [
+        ("class avg", tracking.class_averaged.summary()),
+        ("det avg", tracking.detection_averaged.summary()),
+    ]
+    for title, wanted in _TRACKING_TABLES:
+        columns = [c for c in wanted if c in rows[-1][1]]
+        if not columns:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("class")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for label, values in rows:
+            cells = (
+                str(int(values[c])) if c in _COUNT_COLUMNS else _pct(values[c]) for c in columns
+            )
+            table.add_row(label, *cells)
+        console.print(table)
+
+
 def render_result(result: EvaluationResult, console: Console, per_sequence: bool = True) -> None:
     """Print the summary, per-class IoU, the pseudo→GT mapping and per-sequence values."""
     names = result.label_space.class_names
@@ -33,6 +70,8 @@ def render_result(result: EvaluationResult, console: Console, per_sequence: bool
         summary.add_column(column, justify="right")
     summary.add_row(*(_pct(value) for value in columns.values()))
     console.print(summary)
+    if result.tracking is not None:
+        _render_tracking(result, console)
     if result.vpq is not None:
         windows = Table(title="VPQ per window of k annotated frames (%)", title_justify="left")
         for column in ("k", "VPQ", "VPQ_th", "VPQ_st"):

@@ -10,7 +10,15 @@ from typing import Any
 import vpsbench
 from vpsbench.evaluation import EvaluationResult
 from vpsbench.formats.atomic import atomic_write_text
+from vpsbench.metrics.hota import ALPHAS
 from vpsbench.metrics.pq import PQResult
+from vpsbench.metrics.tracking import TrackingResult, TrackingScores
+
+#: Tracking numbers repeated at the top of ``metrics`` (class-averaged over thing classes).
+TRACKING_HEADLINE = (
+    "HOTA", "DetA", "AssA", "LocA", "DetRe", "DetPr", "AssRe", "AssPr",
+    "MOTA", "MOTP", "MOTSA", "sMOTSA", "IDSW", "Frag", "IDF1", "IDP", "IDR",
+)  # fmt: skip
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -25,6 +33,34 @@ def _pq_to_dict(result: PQResult, class_names: tuple[str, ...]) -> dict[str, Any
         "per_class": {
             class_names[c]: {"PQ": v.pq, "SQ": v.sq, "RQ": v.rq, "TP": v.tp, "FP": v.fp, "FN": v.fn}
             for c, v in sorted(result.per_class.items())
+        },
+    }
+
+
+def _alpha_arrays(scores: TrackingScores) -> dict[str, list[float]]:
+    """HOTA sub-metrics at each α (empty when HOTA was not selected)."""
+    return {} if scores.hota is None else scores.hota.per_alpha()
+
+
+def _tracking_to_dict(tracking: TrackingResult, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """HOTA/CLEAR/Identity per thing class, class-averaged, detection-averaged, per sequence."""
+    return {
+        "metrics": list(tracking.metrics),
+        "combination": "class average over evaluated thing classes (TrackEval cls_comb_cls_av)",
+        "class_averaged": tracking.class_averaged.summary(),
+        "detection_averaged": tracking.detection_averaged.summary(),
+        "per_class": {class_names[c]: s.summary() for c, s in sorted(tracking.per_class.items())},
+        "per_alpha": {
+            "alpha": [float(a) for a in ALPHAS],
+            "class_averaged": _alpha_arrays(tracking.class_averaged),
+            "detection_averaged": _alpha_arrays(tracking.detection_averaged),
+            "per_class": {
+                class_names[c]: _alpha_arrays(s) for c, s in sorted(tracking.per_class.items())
+            },
+        },
+        "per_sequence": {
+            name: {class_names[c]: s.summary() for c, s in sorted(classes.items())}
+            for name, classes in tracking.per_sequence.items()
         },
     }
 
@@ -84,6 +120,10 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
         }
     if result.pq is not None:
         document["metrics"]["PQ"] = _pq_to_dict(result.pq, names)
+    if result.tracking is not None:
+        headline = result.tracking.class_averaged.summary()
+        document["metrics"] |= {k: headline[k] for k in TRACKING_HEADLINE if k in headline}
+        document["metrics"]["tracking"] = _tracking_to_dict(result.tracking, names)
     return document
 
 

@@ -528,6 +528,8 @@ def test_real_frame_cli_evaluate_and_verify(
             "none",
             "--metrics",
             "stq",
+            "--sequences",  # a one-context copy: the other 19 official contexts are absent
+            sequence.name,
             "--quiet",
             "--output",
             str(results),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,42 @@ def test_png_read_errors(tmp_path: Path) -> None:
     truncated.write_bytes(truncated.read_bytes()[:-13])
     with pytest.raises(InputError, match=r"cut\.png: truncated"):
         read_mots_png(truncated)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_txt_ids_sharing_modulo_1000_become_separate_tracks(tmp_path: Path) -> None:
+    """Issue 17: pedestrians 5 and 1005 (free numbering) must not merge into instance 6."""
+    masks = _masks()
+    path = tmp_path / "0002.txt"
+    path.write_text(
+        _line(0, 5, 2, masks[2005])
+        + _line(0, 1000, 1, masks[1000])
+        + _line(1, 1005, 2, masks[2005])
+        + _line(1, 2, 2, masks[1000])
+        + _line(1, 10000, 10, masks[10000])
+    )
+    objects = read_mots_txt(path)
+    frames = [mots_objects_to_frame(objects[t], H, W, source=str(path)) for t in (0, 1)]
+    first = np.unique(frames[0].instance[masks[2005]])
+    second = np.unique(frames[1].instance[masks[2005]])
+    assert first.size == second.size == 1 and first[0] != second[0]
+    # Pedestrians are numbered 1, 2, 3 in obj_id order (2, 5, 1005); cars keep obj_id % 1000 + 1.
+    assert (first[0], second[0]) == (2, 3)
+    assert np.unique(frames[1].instance[masks[1000]]).tolist() == [1]
+    assert np.unique(frames[0].instance[masks[1000]]).tolist() == [1]
+    assert (frames[1].instance[masks[10000]] == 0).all()
+
+
+def test_txt_following_the_convention_is_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "0002.txt"
+    _sample_txt(path)
+    objects = read_mots_txt(path)
+    assert all(obj.track is None for frame in objects.values() for obj in frame)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_txt_fifo_is_refused_without_opening(tmp_path: Path) -> None:
+    path = tmp_path / "0002.txt"
+    os.mkfifo(path)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_mots_txt(path)  # opening the FIFO would block this test for ever

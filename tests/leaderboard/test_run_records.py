@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.leaderboard.fixtures import write_predictions, write_tiny_kitti_step
+from tests.leaderboard.fixtures import SEQUENCES, write_predictions, write_tiny_kitti_step
 from vpsbench.cli import app
 from vpsbench.leaderboard.store import check_for_submission
 from vpsbench.methods.base import build_config
@@ -37,11 +37,12 @@ def _run(request: RunRequest) -> ResultRecord:
 
 
 def test_a_stand_in_run_is_flagged_and_its_command_regenerates_it(tiny: Path) -> None:
-    record = _run(RunRequest("cups-sort", "kitti-step", overrides=SMALL))
+    # The tiny copy holds two of KITTI-STEP's nine val sequences: a subset named on purpose.
+    record = _run(RunRequest("cups-sort", "kitti-step", overrides=SMALL, sequences=SEQUENCES))
     assert record.model == "stand-in" and record.is_stand_in
     assert record.command == (
         "vpsbench run-method cups-sort --dataset kitti-step "
-        "--set num_pseudo_classes=4 --set min_instance_area=2"
+        "--set num_pseudo_classes=4 --set min_instance_area=2 --sequences 0002,0006"
     )
     assert record.notes is not None and record.notes.startswith("weight-free stand-in, NOT")
     check_for_submission(record)
@@ -90,7 +91,11 @@ def test_the_mode_file_wins_and_any_stand_in_is_a_stand_in(tmp_path: Path) -> No
 
 def test_external_per_frame_predictions_are_not_a_stand_in(tiny: Path) -> None:
     per_frame = write_predictions(tiny / "data" / "kitti-step", tiny / "per-frame")
-    record = _run(RunRequest("cups-sort", "kitti-step", overrides=(f"per_frame={per_frame}",)))
+    record = _run(
+        RunRequest(
+            "cups-sort", "kitti-step", overrides=(f"per_frame={per_frame}",), sequences=SEQUENCES
+        )
+    )
     assert record.model == "external" and not record.is_stand_in
     check_for_submission(record)
 

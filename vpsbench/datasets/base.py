@@ -167,6 +167,18 @@ class Dataset(abc.ABC):
         Raises :class:`DatasetNotFoundError` when the root or split is missing.
         """
 
+    def official_split(self, split: str) -> Mapping[str, int] | None:
+        """The official sequences of ``split`` and their annotated frame counts, if fixed.
+
+        The same table ``verify`` checks against; ``evaluate`` refuses a split that lacks any of
+        them unless the user names sequences on purpose. ``None``: the loader knows no fixed list.
+        """
+        return None
+
+    def official_name(self, sequence: str) -> str:
+        """The official name of a sequence as :meth:`sequences` lists it (the same by default)."""
+        return sequence
+
     @abc.abstractmethod
     def load_ground_truth(self, split: str, frame: FrameRef) -> PanopticFrame:
         """Ground truth of one frame in the evaluation label space (ignore = 255, crowd = inst 0).

@@ -71,6 +71,7 @@ from vpsbench.datasets.common import (
     problem,
     require_directory,
     require_file,
+    require_regular_file,
     require_root,
     size_text,
 )
@@ -216,7 +217,7 @@ class CityscapesVps(Dataset):
     def load_ground_truth(self, split: str, frame: FrameRef) -> PanopticFrame:
         """Decode the RGB png with its json segments; things keep their segment id as track id."""
         annotation = self._annotation(split, frame.name)
-        path = self._label_dir(split) / annotation.file_name
+        path = require_regular_file(self._label_dir(split) / annotation.file_name)
         native = read_coco_panoptic_png(path, annotation.segments, CS19_THINGS, IGNORE_LABEL)
         semantic = map_classes(native.semantic, self._class_table(), path)
         return evaluation_frame(semantic, native.instance, self.label_space().thing_classes)

@@ -7,6 +7,7 @@ vectorised implementation of class mapping and one wording of the "dataset not f
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -70,6 +71,63 @@ def numbered_files(directory: Path, pattern: re.Pattern[str]) -> tuple[dict[int,
         else:
             others.append(path)
     return dict(sorted(numbered.items())), others
+
+
+def file_kind(path: Path) -> str:
+    """What a path is, for messages: ``a FIFO``, ``a directory`` … (stat only, never opened)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "missing or unreadable"
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def require_regular_file(path: Path) -> Path:
+    """Return ``path`` if it is a regular file (links followed); never opens it, so never blocks.
+
+    Ground truth must be read from regular files: a FIFO would block the reader forever and a
+    directory named like a frame would silently drop that frame.
+    """
+    if not path.is_file():
+        if not path.exists() and not path.is_symlink():
+            raise InputError(path, "file not found")
+        raise InputError(path, f"is {file_kind(path)}, expected a regular file")
+    return path
+
+
+def sequence_frames(
+    directory: Path, pattern: re.Pattern[str], first: int | None = None
+) -> dict[int, Path]:
+    """The frame files of a sequence folder, checked so that no frame is silently left out.
+
+    Every entry whose name matches ``pattern`` must be a regular file (a FIFO or a folder named
+    like a frame is an error, found without opening it), the folder must hold at least one frame,
+    and when ``first`` is given the frames must be numbered ``first, first+1, …`` without a gap
+    (datasets whose every frame is annotated). Returns ``{number: path}`` in numeric order.
+    """
+    for path in sorted(directory.iterdir()):
+        if pattern.fullmatch(path.name) and not path.is_file():
+            require_regular_file(path)
+    numbered, _ = numbered_files(directory, pattern)
+    if not numbered:
+        raise InputError(directory, "sequence folder holds no frame files")
+    if first is not None:
+        expected = range(first, first + len(numbered))
+        gap = next((n for n in expected if n not in numbered), None)
+        if gap is not None:
+            last = max(numbered)
+            raise InputError(
+                directory,
+                f"frame {gap} is missing (frames are numbered from {first}; the last is {last})",
+            )
+    return numbered
 
 
 def subdirectories(directory: Path) -> list[Path]:

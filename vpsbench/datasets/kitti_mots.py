@@ -15,7 +15,8 @@ labels and images agree. Predictions: ``<pred_root>/<seq>/<frame:06d>.png``.
 
 Evaluation space: 0 background (stuff), 1 car (thing), 2 person (thing); the track id is
 ``obj_id % 1000 + 1`` (``1003`` → car, instance 4; ``2000`` → person, instance 1), the MOTS
-codecs' convention, which keeps objects numbered ``x000`` from turning into crowd.
+codecs' convention, which keeps objects numbered ``x000`` from turning into crowd (txt files whose
+ids of one class collide modulo 1000 get their tracks numbered apart, as in the MOTS codec).
 
 Protocol option ``ignore``: ``void`` (default) maps the 10000 ignore region to 255, as MOTS
 evaluation does; ``background`` folds it into background as CUPS does for MOTSChallenge.

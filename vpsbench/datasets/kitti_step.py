@@ -63,7 +63,9 @@ from vpsbench.datasets.common import (
     numbered_files,
     problem,
     require_directory,
+    require_regular_file,
     require_root,
+    sequence_frames,
     size_text,
     subdirectories,
 )
@@ -178,24 +180,27 @@ class KittiStep(Dataset):
         return self.root / "images" / split / frame.sequence / f"{frame.name}.png"
 
     def sequences(self, split: str) -> list[SequenceRef]:
-        """Every sequence folder of the split with its frames in numeric order."""
+        """Every sequence folder of the split with its frames (0-based, no gap) in numeric order."""
         refs = []
         for sequence_dir in subdirectories(self._label_split_dir(split)):
-            numbered, _ = numbered_files(sequence_dir, _FRAME_FILE)
+            numbered = sequence_frames(sequence_dir, _FRAME_FILE, first=0)
             frames = tuple(
                 FrameRef(sequence_dir.name, path.stem, index)
                 for index, path in enumerate(numbered.values())
             )
-            if frames:
-                refs.append(SequenceRef(sequence_dir.name, frames))
+            refs.append(SequenceRef(sequence_dir.name, frames))
         return refs
+
+    def official_split(self, split: str) -> Mapping[str, int] | None:
+        """The KITTI tracking sequences of the split and their frame counts."""
+        return KITTI_SEQUENCE_FRAMES.get(split)
 
     def _class_table(self) -> npt.NDArray[np.int32]:
         return lookup_table(train_id_mapping(self.protocol["label_space"]), IGNORE_LABEL + 1)
 
     def load_ground_truth(self, split: str, frame: FrameRef) -> PanopticFrame:
         """Decode the STEP png and map it into the chosen label space."""
-        path = self._label_path(split, frame)
+        path = require_regular_file(self._label_path(split, frame))
         native = read_step_png(path)
         semantic = map_classes(native.semantic, self._class_table(), path)
         return evaluation_frame(semantic, native.instance, self.label_space().thing_classes)

@@ -14,7 +14,9 @@ withheld). Predictions: ``<pred_root>/<seq>/<frame:06d>.png``.
 
 The evaluation space has two classes, 0 background (stuff) and 1 person (thing). A pedestrian's
 track id is ``obj_id % 1000 + 1`` (``2005`` → person, instance 6), the codecs' convention (as in
-KITTI-STEP) so that an object numbered ``2000`` is a track and not crowd. Protocol option ``mode``:
+KITTI-STEP) so that an object numbered ``2000`` is a track and not crowd; a txt file where two
+objects of one class share ``obj_id % 1000`` has that class's tracks numbered 1, 2, … instead, so
+that they stay apart (:func:`~vpsbench.formats.mots.read_mots_txt`). Protocol option ``mode``:
 
 * ``cups`` (default): CUPS's convention (``mots2cs_class_mapping``): everything that is not a
   pedestrian — background, cars *and the 10000 ignore region* — is background.
@@ -56,7 +58,9 @@ from vpsbench.datasets.common import (
     map_classes,
     numbered_files,
     problem,
+    require_regular_file,
     require_root,
+    sequence_frames,
     size_text,
     subdirectories,
 )
@@ -116,6 +120,10 @@ class MotsLayoutDataset(Dataset):
         """(height, width) of a sequence when it is known, else ``None``."""
         return None
 
+    def official_split(self, split: str) -> Mapping[str, int] | None:
+        """The official sequences of the split with their frame counts (as ``verify`` checks)."""
+        return self.official_sequences(split)
+
     def known_sequences(self) -> set[str]:
         """Every official sequence of every split."""
         return {name for split in self.facts.splits for name in self.official_sequences(split)}
@@ -174,10 +182,9 @@ class MotsLayoutDataset(Dataset):
     def _frame_names(self, split: str, sequence: str) -> list[str]:
         """Frame names in temporal order: png stems, or for txt the images / official count."""
         if self._uses_png(split, sequence):
-            return [
-                path.stem
-                for path in numbered_files(self._png_root(split) / sequence, _PNG_FILE)[0].values()
-            ]
+            sequence_dir = self._png_root(split) / sequence
+            numbered = sequence_frames(sequence_dir, _PNG_FILE, first=self.first_frame)
+            return [path.stem for path in numbered.values()]
         images = self._image_numbers(split, sequence)
         if images:
             return [path.stem for path in images.values()]
@@ -195,9 +202,10 @@ class MotsLayoutDataset(Dataset):
             if not self._in_split(split, sequence):
                 continue
             names = self._frame_names(split, sequence)
+            if not names:
+                raise InputError(self._txt_path(split, sequence), "sequence holds no frames")
             frames = tuple(FrameRef(sequence, name, i) for i, name in enumerate(names))
-            if frames:
-                refs.append(SequenceRef(sequence, frames))
+            refs.append(SequenceRef(sequence, frames))
         if not refs:
             raise DatasetNotFoundError(
                 f"{self.name}: no sequence of split {split!r} under {self.annotation_dir(split)} "
@@ -230,7 +238,7 @@ class MotsLayoutDataset(Dataset):
     def load_native(self, split: str, frame: FrameRef) -> PanopticFrame:
         """The frame as stored: semantic = MOTS class, instance = obj_id % 1000 + 1 (0 = none)."""
         if self._uses_png(split, frame.sequence):
-            return read_mots_png(self._label_path(split, frame))
+            return read_mots_png(require_regular_file(self._label_path(split, frame)))
         path = self._txt_path(split, frame.sequence)
         if not frame.name.isdigit():
             raise InputError(path, f"frame name {frame.name!r} is not a frame number")

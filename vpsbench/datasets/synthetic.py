@@ -122,6 +122,11 @@ class Synthetic(KittiStep):
         videos, frames, height, width = numbers
         return videos, frames, (height, width)
 
+    def official_split(self, split: str) -> Mapping[str, int] | None:
+        """The videos and frames ``synthetic.json`` says were generated (what ``verify`` checks)."""
+        videos, frames, _ = self.generated_size()
+        return {f"{video:04d}": frames for video in range(videos)}
+
     def verify(self, split: str) -> list[Problem]:
         """Every expected frame, image and cue file present, readable and of the right size."""
         try:

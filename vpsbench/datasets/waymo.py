@@ -75,6 +75,7 @@ from vpsbench.datasets.common import (
     map_classes,
     problem,
     require_directory,
+    require_regular_file,
     require_root,
     size_text,
     subdirectories,
@@ -331,19 +332,31 @@ class Waymo(Dataset):
         """Context folders with their labelled frames (those with a semantic map), numerically."""
         refs = []
         for context_dir in subdirectories(self._split_dir(split)):
-            files, _ = _frame_files(context_dir, self.protocol["camera"])
+            files, strays = _frame_files(context_dir, self.protocol["camera"])
+            for stray in strays:
+                if _FRAME_FILE.fullmatch(stray.name):
+                    require_regular_file(stray)  # a FIFO or folder named like a frame file
             names = [frame.name for frame in files if "semantic" in frame.paths]
+            if not names:
+                raise InputError(context_dir, "context folder holds no labelled frame")
             frames = tuple(FrameRef(context_dir.name, name, i) for i, name in enumerate(names))
-            if frames:
-                refs.append(SequenceRef(context_dir.name, frames))
+            refs.append(SequenceRef(context_dir.name, frames))
         return refs
+
+    def official_split(self, split: str) -> Mapping[str, int] | None:
+        """The 20 official PVPS validation contexts; the training split has no fixed list here."""
+        return VALIDATION_CONTEXTS if split == "validation" else None
+
+    def official_name(self, sequence: str) -> str:
+        """The context of a folder (CUPS's ``segment-<ctx>_with_camera_labels`` included)."""
+        return context_name(sequence)
 
     def _class_table(self) -> npt.NDArray[np.int32]:
         return lookup_table(self._class_mapping_dict(), len(WAYMO_NAMES))
 
     def load_ground_truth(self, split: str, frame: FrameRef) -> PanopticFrame:
         """Semantic and instance maps → label space; untracked → crowd; tiny instances → ignore."""
-        semantic_path = self._frame_path(split, frame, "semantic")
+        semantic_path = require_regular_file(self._frame_path(split, frame, "semantic"))
         native_semantic = read_label_png(semantic_path)
         instance = _read_same_size(self._frame_path(split, frame, "instance"), native_semantic)
         tracked_path = self._frame_path(split, frame, "tracked")

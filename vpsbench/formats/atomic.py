@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from vpsbench.errors import InputError
 
 _DEFAULT_UMASK = 0o022
 
@@ -44,29 +50,103 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
+class AtomicWriteError(InputError, OSError):
+    """The target of an atomic write cannot be written (a folder, below a file, no permission)."""
+
+
+def _temp_prefix(target: Path) -> str:
+    """Temporary names are ``.<name>.<pid>.<random>.tmp``: the pid tells a dead writer's files."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temporary files of ``target`` left by writers killed before they could clean up."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            pid_text = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
+            if pid_text.isdigit() and not _process_alive(int(pid_text)):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
+
+_CLEANUP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _signals_exit() -> Iterator[None]:
+    """Within the block, SIGTERM/SIGHUP (left at their default: die) exit via ``SystemExit``.
+
+    The exit status is the shell's 128 + signal number, and every ``finally`` and ``except
+    BaseException`` on the way out runs, so temporary files are removed. Only in the main
+    thread and only for signals nobody else handles; the old handlers are back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous: dict[int, Any] = {}
+    for signum in _CLEANUP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once the ``with`` block succeeds.
 
     The data goes to a hidden temporary file in the target's directory (created if needed); on
     success it is fsynced and renamed onto ``path`` with ``os.replace``, which is atomic on POSIX
-    and Windows. On any exception the temporary file is deleted, the target is left untouched and
-    the exception propagates.
+    and Windows. On any exception, and on SIGTERM/SIGHUP, the temporary file is deleted, the
+    target is left untouched and the exception (or signal) propagates; leftovers of writers
+    killed outright (SIGKILL) are removed by the next write to the same target. A target that
+    cannot be written is an :class:`AtomicWriteError` naming it.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, _target_mode(target))
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(target)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=target.parent, prefix=_temp_prefix(target), suffix=".tmp"
+        )
+    except OSError as error:
+        raise AtomicWriteError(target, f"cannot write here: {error.strerror or error}") from None
+    with _signals_exit():
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp_name, _target_mode(target))
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
     _fsync_directory(target.parent)
 
 

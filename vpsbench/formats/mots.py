@@ -5,12 +5,17 @@ ignore region and 0 is background. ``k`` starts at 0 (KITTI-MOTS has objects 100
 frame stores ``instance = k + 1`` (:data:`MOTS_INSTANCE_OFFSET`), as KITTI-STEP does, to keep
 instance 0 for "no instance". Text lines are ``time obj_id class_id height width rle`` where
 ``rle`` is a pycocotools compressed RLE string (column-major runs, first run background).
+
+Text files carry the class in its own column, so trackers number objects freely (mots_tools and
+TrackEval take the whole ``obj_id`` as the track). When two objects of one class in one file share
+``obj_id % 1000`` (``5`` and ``1005``), :func:`read_mots_txt` keeps them apart: that class's
+tracks are numbered ``1, 2, …`` in ``obj_id`` order (:attr:`MotsObject.track`) instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,9 @@ class MotsObject:
     height: int
     width: int
     rle: str
+    #: Instance id of the object's track when ``obj_id % 1000 + 1`` would merge tracks of its
+    #: class in this file (``None``: that convention holds).
+    track: int | None = None
 
 
 # --- RLE ----------------------------------------------------------------------------------------
@@ -160,6 +168,9 @@ def read_mots_txt(path: str | Path) -> dict[int, list[MotsObject]]:
     non-negative integers, a well-formed RLE covering ``height*width`` pixels, object ids unique
     within a frame, one image size per frame and masks that do not overlap. Blank lines are skipped.
     """
+    if Path(path).exists() and not Path(path).is_file():
+        # Checked without opening: reading a FIFO would block for ever.
+        raise InputError(path, "is not a regular file (a FIFO, directory or device)")
     try:
         text = Path(path).read_bytes().decode("ascii")
     except FileNotFoundError:
@@ -215,13 +226,39 @@ def read_mots_txt(path: str | Path) -> dict[int, list[MotsObject]]:
                 f"{path}:{lines_by_time[time][j]}",
                 f"mask of object {b.obj_id} overlaps object {a.obj_id} at time {time}",
             )
-    return {time: by_time[time] for time in sorted(by_time)}
+    return _keep_tracks_apart({time: by_time[time] for time in sorted(by_time)})
+
+
+def _keep_tracks_apart(by_time: dict[int, list[MotsObject]]) -> dict[int, list[MotsObject]]:
+    """Number a class's tracks densely when ``obj_id % 1000 + 1`` would merge two of them.
+
+    Classes whose object ids stay distinct modulo 1000 keep the documented convention (and so the
+    same ids as the PNG encoding); the ignore class carries no track.
+    """
+    ids_of_class: dict[int, set[int]] = {}
+    for objects in by_time.values():
+        for obj in objects:
+            if obj.class_id != MOTS_IGNORE_CLASS:
+                ids_of_class.setdefault(obj.class_id, set()).add(obj.obj_id)
+    renumber: dict[tuple[int, int], int] = {}
+    for class_id, ids in ids_of_class.items():
+        if len({obj_id % MOTS_CLASS_DIVISOR for obj_id in ids}) < len(ids):
+            renumber |= {(class_id, obj_id): n for n, obj_id in enumerate(sorted(ids), start=1)}
+    if not renumber:
+        return by_time
+    return {
+        time: [
+            replace(obj, track=renumber.get((obj.class_id, obj.obj_id), obj.track))
+            for obj in objects
+        ]
+        for time, objects in by_time.items()
+    }
 
 
 def mots_objects_to_frame(
     objects: Iterable[MotsObject], height: int, width: int, *, source: str = "<memory>"
 ) -> PanopticFrame:
-    """Paint one frame's objects: semantic = class_id, instance = obj_id % 1000 + 1.
+    """Paint one frame's objects: semantic = class_id, instance = obj_id % 1000 + 1 (or track).
 
     Background is (0, 0) and an ignore region (class 10) is (10, 0). :class:`InputError` naming
     ``source`` if an object has another image size, a bad RLE, class 0, a duplicate object id, a
@@ -250,7 +287,11 @@ def mots_objects_to_frame(
             raise InputError(source, f"{label} has an invalid RLE: {exc}") from None
         semantic_of[index] = obj.class_id
         if obj.class_id != MOTS_IGNORE_CLASS:
-            instance = obj.obj_id % MOTS_CLASS_DIVISOR + MOTS_INSTANCE_OFFSET
+            instance = (
+                obj.track
+                if obj.track is not None
+                else obj.obj_id % MOTS_CLASS_DIVISOR + MOTS_INSTANCE_OFFSET
+            )
             other = seen_instances.setdefault((obj.class_id, instance), obj.obj_id)
             if other != obj.obj_id:
                 raise InputError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +42,51 @@ class MethodConfig:
     """Base of every method config: plain dataclass fields with defaults (the paper's values)."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts, declared as ``metadata={"range": Range(...)}``.
+
+    :func:`build_config` checks every setting against its range before any stage runs, so a bad
+    value is one clear error instead of a failure (or a silently wrong score) stages later.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: ``low`` itself is excluded
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies in the range (NaN never does)."""
+        if value != value:  # NaN
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (
+            self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        )
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return "any finite number"
+
+
+def _check_range(key: str, value: object, allowed: Range | None) -> None:
+    """Refuse a number outside its declared range, and any NaN or infinite float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise VpsbenchError(f"config {key}={value}: expected a finite number")
+    if allowed is not None and not allowed.contains(value):
+        where = f"in {allowed}" if allowed.low is not None and allowed.high is not None else allowed
+        raise VpsbenchError(f"config {key}={value}: expected a number {where}")
+
+
 def config_fields(config_class: type[MethodConfig]) -> list[tuple[str, str, object, str]]:
     """(name, type, default, help) of every field, for ``vpsbench methods info``."""
     hints = typing.get_type_hints(config_class)
@@ -50,7 +96,10 @@ def config_fields(config_class: type[MethodConfig]) -> list[tuple[str, str, obje
         if item.default_factory is not dataclasses.MISSING:
             default = item.default_factory()
         type_name = getattr(hints[item.name], "__name__", str(hints[item.name]))
-        rows.append((item.name, type_name, default, str(item.metadata.get("help", ""))))
+        help_text = str(item.metadata.get("help", ""))
+        if item.metadata.get("range") is not None:
+            help_text = f"{help_text} (range {item.metadata['range']})".lstrip()
+        rows.append((item.name, type_name, default, help_text))
     return rows
 
 
@@ -109,6 +158,10 @@ def build_config(
             known = ", ".join(hints)
             raise VpsbenchError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {known}")
         values[key] = _convert(text.strip(), hints[key], key)
+    if dataclasses.is_dataclass(config_class):
+        for item in dataclasses.fields(config_class):
+            if item.name in values:
+                _check_range(item.name, values[item.name], item.metadata.get("range"))
     return config_class(**values)
 
 
@@ -119,7 +172,10 @@ def read_config_file(path: Path) -> dict[str, object]:
     except OSError as error:
         raise InputError(path, f"cannot read the config file: {error.strerror}") from None
     if path.suffix == ".json":
-        loaded = json.loads(text)
+        try:
+            loaded = json.loads(text)
+        except ValueError as error:
+            raise InputError(path, f"invalid JSON: {error}") from None
     else:
         try:
             import yaml

@@ -2,19 +2,23 @@
 
 The run directory records everything needed to understand and resume a run::
 
-    <run>/run.json              method, config, dataset, split, device, versions, stage timings
+    <run>/run.json              method, config, dataset (+ its root and file-list digest), split,
+                                device, versions, stage timings
     <run>/done/<stage>/…        markers of finished stages and sequences (resume skips them)
     <run>/<stage>/              the stage's own outputs (pseudo-labels, checkpoints, …)
     <run>/predictions/<seq>/…   the submission (STEP PNG, or NPZ beyond 254 pseudo-classes)
     <run>/results.json          the evaluator's numbers;  <run>/record.json  the result record
 
-Re-running the same command continues an interrupted run; asking for another config in the same
-run directory is refused, so numbers never mix settings.
+Re-running the same command continues an interrupted run; asking for another config, or other
+data under the same dataset name, in the same run directory is refused, so numbers never mix
+settings or score old predictions against new ground truth.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import platform
 import shlex
@@ -28,8 +32,15 @@ import numpy as np
 
 import vpsbench
 from vpsbench.datasets import open_dataset
-from vpsbench.errors import VpsbenchError
-from vpsbench.evaluation import EvaluationJob, EvaluationResult, evaluate, select_sequences
+from vpsbench.datasets.base import Dataset
+from vpsbench.errors import InputError, VpsbenchError
+from vpsbench.evaluation import (
+    EvaluationJob,
+    EvaluationResult,
+    check_official_split,
+    evaluate,
+    select_sequences,
+)
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.methods.base import (
     PREDICT_STAGE,
@@ -42,6 +53,7 @@ from vpsbench.methods.base import (
 from vpsbench.methods.registry import method_class
 from vpsbench.predictions import PredictionSource
 from vpsbench.results import result_to_dict, write_results
+from vpsbench.video import SequenceRef
 
 #: The stage that trains a method's own weights (a finished one makes the record ``trained``).
 TRAIN_STAGE = "train"
@@ -109,6 +121,56 @@ def _jsonable(config: MethodConfig) -> dict[str, Any]:
     return converted
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    """Refuse a run directory that is a file or sits below one, before any work is done."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(run_dir, "--run-dir names a file, not a folder")
+    parent = run_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(run_dir, f"--run-dir: {parent} is a file, not a folder")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The ``run.json`` of an earlier run; anything but a JSON object is a clear error."""
+    hint = "remove it or choose another --run-dir"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(path, f"cannot read the run manifest: {error.strerror}") from None
+    except ValueError as error:
+        raise InputError(path, f"not a run manifest (invalid JSON: {error}); {hint}") from None
+    if not isinstance(document, dict):
+        raise InputError(path, f"not a run manifest (not a JSON object); {hint}")
+    return document
+
+
+def dataset_identity(
+    dataset: Dataset, split: str, sequences: Sequence[SequenceRef]
+) -> dict[str, str]:
+    """Which data a run used: the resolved root and a SHA-256 of the split's file list.
+
+    The list names every annotated frame of ``sequences`` with its image's path and size, so a
+    run directory reused with ``--root`` at other data (same dataset name) is refused instead of
+    scoring old predictions against new ground truth.
+    """
+    root = dataset.root.resolve()
+    digest = hashlib.sha256()
+    for sequence in sequences:
+        for frame in sequence.frames:
+            image = dataset.image_path(split, frame)
+            size = "-"
+            if image is not None:
+                with contextlib.suppress(OSError):
+                    size = str(image.stat().st_size)
+                image = image.resolve()
+                if image.is_relative_to(root):
+                    image = image.relative_to(root)
+            digest.update(f"{sequence.name}\t{frame.name}\t{image}\t{size}\n".encode())
+    return {"root": str(root), "files_sha256": digest.hexdigest()}
+
+
 def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOutcome:
     """Run the requested stages (all by default) and evaluate the predictions."""
     cls = method_class(request.method)
@@ -116,6 +178,8 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
     config = build_config(cls.config_class, file_values, request.overrides)
     method = cls(config)
     _check_device(request.device)
+    if request.run_dir is not None:
+        _check_run_dir(request.run_dir)
     dataset = open_dataset(request.dataset, request.root, request.protocol)
     if dataset.name == "synthetic" and not (dataset.root / "synthetic.json").is_file():
         from vpsbench.datasets.synthetic import prepare_synthetic
@@ -132,14 +196,19 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
             workers=2,
         )
     split = request.split or dataset.default_split()
-    sequences = select_sequences(dataset.sequences(split), request.sequences, dataset.name)
+    available = dataset.sequences(split)
+    if not request.sequences:
+        check_official_split(dataset, split, available)  # a partial copy is named on purpose
+    sequences = select_sequences(available, request.sequences, dataset.name)
     run_dir = request.run_dir or Path("runs") / f"{request.method}-{request.dataset}-{split}"
     stages = request.stages or cls.stages
     unknown = [s for s in stages if s not in cls.stages]
     if unknown:
         raise VpsbenchError(f"{cls.name} has no stage {', '.join(unknown)}; stages: {cls.stages}")
 
+    _check_run_dir(run_dir)
     manifest_path = run_dir / "run.json"
+    identity = dataset_identity(dataset, split, sequences)
     settings = {
         "method": cls.name,
         "config": _jsonable(config),
@@ -147,15 +216,30 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
         "split": split,
         "protocol": dict(dataset.protocol),
         "sequences": [s.name for s in sequences],
+        "data": identity,
     }
     manifest: dict[str, Any] = {}
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+    if manifest_path.exists():
+        manifest = _read_manifest(manifest_path)
         recorded = {key: manifest.get(key) for key in settings}
-        if recorded != settings:
+        if "data" not in manifest:  # written before the data's identity was recorded
+            recorded["data"] = identity
+        if recorded["data"] != identity:
+            old = recorded["data"] if isinstance(recorded["data"], dict) else {}
+            where = (
+                f"root {old.get('root')!r}, not {identity['root']!r}"
+                if old.get("root") != identity["root"]
+                else f"other files under {identity['root']!r}"
+            )
             raise VpsbenchError(
-                f"{run_dir} holds a run with other settings; resume it with the same "
-                "settings or choose another --run-dir"
+                f"{run_dir} holds a run on other data ({where}); resume it on the same data "
+                "or choose another --run-dir"
+            )
+        if recorded != settings:
+            changed = ", ".join(key for key in settings if recorded[key] != settings[key])
+            raise VpsbenchError(
+                f"{run_dir} holds a run with other settings ({changed}); resume it with the "
+                "same settings or choose another --run-dir"
             )
     manifest |= settings | {"device": request.device, "versions": _versions()}
     manifest.setdefault("stages", {})
