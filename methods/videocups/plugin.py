@@ -17,6 +17,7 @@ evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -371,7 +372,10 @@ class VideoCups(Method):
             for sequence in pending
         ]
         if self.settings.workers > 1 and len(arguments) > 1:
-            with ProcessPoolExecutor(max_workers=self.settings.workers) as pool:
+            # Spawned, not forked: the parent has run torch (S's training), and a forked child
+            # inherits its intra-op thread pool in a locked state and hangs on the first op.
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=spawn) as pool:
                 for name in pool.map(_label_sequence, *zip(*arguments, strict=True)):
                     context.mark_done(stage, name)
                     context.log(f"{stage}: {name} done")

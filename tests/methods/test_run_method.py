@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +269,31 @@ def test_depthg_videocutler_without_any_instance_in_the_split(
     code, _, err = run_cli(run_args("depthg-videocutler", root, run_dir), capsys)
     assert code == 0, err
     assert len(list((run_dir / "predictions").rglob("*.png"))) == 3
+
+
+def test_videocups_pseudo_labels_with_worker_processes_after_training_s(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    # S's DepthG head trains in the parent with torch's threads (2 here), then worker processes
+    # label the sequences. Forked workers hung in futex waits in a full-size CLI run (256×512,
+    # 120 views); they are spawned now. The hang did not reproduce at this test's size, so this
+    # test guards the worker path itself, in a subprocess with a time limit.
+    run_dir = tmp_path / "vc"
+    args = run_args(
+        "videocups",
+        synthetic_root,
+        run_dir,
+        *("--set", "workers=2", "--set", "train_split=val", "--stage", "pseudo-label"),
+        *("--set", "depthg_batches=4", "--set", "depthg_frames=4"),
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "vpsbench", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert len(list((run_dir / "pseudo-label" / "labels").rglob("*.png"))) == 12
+    assert (run_dir / "pseudo-label" / "depthg" / "depthg.ckpt").is_file()
