@@ -14,7 +14,6 @@ pre-training one, so the bicubic position-embedding interpolation is exercised.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -38,14 +37,6 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 # (vpsbench arch, upstream builder, patch size)
 ARCHS = [("vits8", "vit_small", 8), ("vitb8", "vit_base", 8), ("vits16", "vit_small", 16)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

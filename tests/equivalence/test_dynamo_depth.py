@@ -12,7 +12,6 @@ non-MD2 checkpoints, not implemented) and a pickled-code file are refused with a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, cast
@@ -42,14 +41,6 @@ MIN_DEPTH, MAX_DEPTH = 0.1, 100.0  # Monodepth2's disp_to_depth range (the provi
 # which registers the same four convolutions a second time.
 FC_KEYS = {"encoder.fc.weight", "encoder.fc.bias"}
 POSE_DUPLICATES = {f"net.{index}.{kind}" for index in range(4) for kind in ("weight", "bias")}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -95,15 +95,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Small inputs gain nothing from threads, which thrash when ``pytest -n`` shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------------------------
 # Upstream: detectron2 + CUPS, imported once per process (detectron2's registries refuse a second
 # registration, and another test imports detectron2 too: never purge it from sys.modules).

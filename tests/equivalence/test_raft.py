@@ -13,7 +13,6 @@ against the provider's flow.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,15 +41,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.cuda.amp.autocast:FutureWarning"),
     pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Small inputs gain nothing from threads, which thrash when ``pytest -n`` shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
