@@ -349,7 +349,10 @@ def resize_clip(clip: Clip, size: tuple[int, int], min_area: int) -> Clip:
     targets = []
     for target in clip.targets:
         semantic = F.interpolate(target.semantic[None, None].float(), size=size, mode="nearest")
-        masks = F.interpolate(target.masks[None].float(), size=size, mode="nearest")[0] > 0.5
+        if target.masks.shape[0]:
+            masks = F.interpolate(target.masks[None].float(), size=size, mode="nearest")[0] > 0.5
+        else:  # a frame without pseudo-instances (interpolate refuses an empty batch)
+            masks = target.masks.new_zeros((0, *size))
         keep = masks.flatten(1).sum(dim=1) >= max(min_area, 1)
         masks = masks[keep]
         targets.append(

@@ -258,6 +258,16 @@ def test_resolution_jitter_resizes_clips_and_drops_tiny_instances() -> None:
         assert frame.semantic.shape == (4, 8) and int(frame.semantic[0, 0]) == 0
 
 
+def test_resolution_jitter_keeps_frames_without_pseudo_instances() -> None:
+    # A frame without pseudo-instances (the README's default synthetic run met one at step 0).
+    empty = FrameTargets.empty(8, 16)
+    images = torch.rand(2, 3, 8, 16, generator=torch.Generator().manual_seed(0))
+    out = resize_clip(Clip(images, [empty, empty]), (4, 8), min_area=2)
+    for frame in out.targets:
+        assert frame.masks.shape == (0, 4, 8) and frame.boxes.shape == (0, 4)
+        assert frame.semantic.shape == (4, 8)
+
+
 def test_jitter_sizes_are_the_input_size_times_a_scale_in_multiples_of_32() -> None:
     config = load_training_config("paper")
     size = (config.model.input_height, config.model.input_width)
