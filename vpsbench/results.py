@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,43 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
     return document
 
 
+def results_json(document: Mapping[str, Any]) -> str:
+    """The text of a results file: ``document`` as indented JSON with a trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
 def write_results(path: str | Path, result: EvaluationResult) -> None:
     """Write ``result`` as indented JSON, atomically (a crash never leaves half a file)."""
-    atomic_write_text(path, json.dumps(result_to_dict(result), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, results_json(result_to_dict(result)))
+
+
+#: The headline metrics of a results document by family, in the order tables show them.
+METRIC_GROUPS = (
+    ("STQ", ("STQ", "AQ", "SQ")),
+    ("VPQ", ("VPQ", "VPQ_th", "VPQ_st")),
+    ("PQ", ("PQ", "PQ_th", "PQ_st")),
+    ("HOTA", ("HOTA", "DetA", "AssA", "LocA", "DetRe", "DetPr", "AssRe", "AssPr")),
+    ("CLEAR", ("MOTA", "MOTP", "MOTSA", "sMOTSA", "IDSW", "Frag")),
+    ("Identity", ("IDF1", "IDP", "IDR")),
+)
+#: Headline metrics that count events instead of being fractions.
+COUNT_METRICS = frozenset({"IDSW", "Frag"})
+
+
+def summary_metrics(document: Mapping[str, Any]) -> list[tuple[str, str, float]]:
+    """``(family, metric, value)`` of every headline number the document holds, in table order.
+
+    PQ is stored as a dict with its per-class values; its headline is ``PQ["PQ"]``, and its
+    thing/stuff parts are shown as ``PQ_th``/``PQ_st``.
+    """
+    metrics = document["metrics"]
+    flat = {key: value for key, value in metrics.items() if isinstance(value, int | float)}
+    if isinstance(metrics.get("PQ"), Mapping):
+        pq = metrics["PQ"]
+        flat |= {"PQ": pq["PQ"], "PQ_th": pq["PQ_th"], "PQ_st": pq["PQ_st"]}
+    return [
+        (family, name, float(flat[name]))
+        for family, names in METRIC_GROUPS
+        for name in names
+        if name in flat
+    ]

@@ -1,15 +1,18 @@
-"""Machine- and README-friendly exports of the board: ``leaderboard.json`` and ``.md``.
+"""Exports of the board: ``leaderboard.json``, ``.md`` and the paper-ready table.
 
-Both list boards of real data first and the synthetic boards in a section of their own; a row of a
+All list boards of real data first and the synthetic boards in a section of their own; a row of a
 weight-free stand-in has no rank, says so in its name and carries ``stand_in: true``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from vpsbench.leaderboard.database import LeaderboardDatabase
+from vpsbench.errors import VpsbenchError
+from vpsbench.exports import Cell, Column, ExportTable, markdown_text
+from vpsbench.leaderboard.database import BoardKey, BoardRow, LeaderboardDatabase
 from vpsbench.leaderboard.site import (
     REPORTED_NOTE,
     REPRODUCED_NOTE,
@@ -20,13 +23,21 @@ from vpsbench.leaderboard.site import (
     percent,
     record_file,
 )
-from vpsbench.records import neutralise_bidi
 
 #: 2: rows gained ``model``, ``stand_in`` and ``command``; a stand-in's ``rank`` is null; boards
 #: gained ``synthetic``.
 EXPORT_SCHEMA_VERSION = 2
-_MARKDOWN_SPECIAL = "\\`*_[]|~"
-_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+#: Datasets in the order of the VideoCUPS paper's Tables 1 and 2, with the names it prints.
+PAPER_DATASETS = {
+    "cityscapes-vps": "Cityscapes-VPS",
+    "kitti-step": "KITTI-STEP",
+    "waymo": "Waymo",
+    "mots": "MOTS",
+}
+_OTHER_DATASETS = {"kitti-mots": "KITTI-MOTS", "synthetic": "Synthetic"}
+#: Columns per board, as the paper prints them (STQ, AQ, SQ), then VPQ and PQ where a row has them.
+PAPER_METRICS = (("STQ", "stq"), ("AQ", "aq"), ("SQ", "sq"), ("VPQ", "vpq"), ("PQ", "pq"))
+_ALWAYS_SHOWN = frozenset({"STQ", "AQ", "SQ"})
 
 
 def leaderboard_document(database: LeaderboardDatabase) -> dict[str, Any]:
@@ -75,12 +86,6 @@ def leaderboard_json(database: LeaderboardDatabase) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def markdown_text(text: str) -> str:
-    """Text that renders literally in a Markdown table cell (no markup, no raw HTML)."""
-    escaped = "".join(_HTML_ENTITIES.get(ch, ch) for ch in neutralise_bidi(text))
-    return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in escaped)
-
-
 def leaderboard_markdown(database: LeaderboardDatabase) -> str:
     """``leaderboard.md``: one Markdown table per dataset split, for the README."""
     lines = [
@@ -123,3 +128,72 @@ def leaderboard_markdown(database: LeaderboardDatabase) -> str:
             name = markdown_text(display_name(row.method_name, row.stand_in))
             lines.append(f"| {rank} | {name} | {numbers} | {provenance} |")
     return "\n".join(lines) + "\n"
+
+
+def _paper_order(key: BoardKey) -> tuple[bool, int, str, str]:
+    """Real data first, the paper's datasets in its order, then the others by name."""
+    position = list(PAPER_DATASETS).index(key.dataset) if key.dataset in PAPER_DATASETS else 99
+    return (key.synthetic, position, key.dataset, key.split)
+
+
+def _board_label(key: BoardKey, boards: Sequence[BoardKey]) -> str:
+    """``KITTI-STEP``; with the split where the dataset has several boards; synthetic says so."""
+    name = PAPER_DATASETS.get(key.dataset) or _OTHER_DATASETS.get(key.dataset, key.dataset)
+    if sum(other.dataset == key.dataset for other in boards) > 1:
+        name = f"{name} {key.split}"
+    return f"{name} (generated data)" if key.synthetic else name
+
+
+def paper_table(database: LeaderboardDatabase, dataset: str | None = None) -> ExportTable:
+    """Methods × boards in the paper's column order: per board STQ, AQ, SQ (then VPQ, PQ).
+
+    A row is one method's records of one provenance (``reported`` numbers are never mixed with
+    ``reproduced`` ones in a row); a stand-in's records form a row of their own, named as the
+    board names it. Rows: ranked ones first, by mean STQ over the real-data boards they have.
+    """
+    boards = sorted(
+        (key for key in database.boards() if dataset is None or key.dataset == dataset),
+        key=_paper_order,
+    )
+    if not boards:
+        raise VpsbenchError(f"no records for dataset {dataset!r}" if dataset else "no records")
+    cells: dict[tuple[bool, str, str], dict[BoardKey, BoardRow]] = {}
+    for key in boards:
+        for row in database.board(key):
+            cells.setdefault((row.stand_in, row.method, row.provenance), {})[key] = row
+    columns = [
+        Column("Method", "Method", kind="text"),
+        Column("Provenance", "Provenance", kind="text"),
+    ]
+    shown: list[tuple[BoardKey, str, str]] = []
+    for key in boards:
+        label = _board_label(key, boards)
+        for name, attribute in PAPER_METRICS:
+            rows = [by_board[key] for by_board in cells.values() if key in by_board]
+            if name in _ALWAYS_SHOWN or any(getattr(r, attribute) is not None for r in rows):
+                columns.append(Column(f"{key.dataset} {key.split} {name}", name, label))
+                shown.append((key, name, attribute))
+
+    def order(item: tuple[tuple[bool, str, str], dict[BoardKey, BoardRow]]) -> tuple[Any, ...]:
+        (stand_in, method, provenance), by_board = item
+        real = [row.stq for key, row in by_board.items() if not key.synthetic]
+        mean = sum(real) / len(real) if real else -1.0
+        return (stand_in, not real, -mean, method, provenance)
+
+    table_rows = []
+    for (stand_in, _, provenance), by_board in sorted(cells.items(), key=order):
+        first = next(iter(by_board.values()))
+        row_cells: list[Cell] = [display_name(first.method_name, stand_in), provenance]
+        for key, _, attribute in shown:
+            cell = by_board.get(key)
+            row_cells.append(None if cell is None else getattr(cell, attribute))
+        table_rows.append(tuple(row_cells))
+    notes = [
+        "STQ, AQ, SQ, VPQ, PQ in %.",
+        f"reported: {REPORTED_NOTE}; reproduced: {REPRODUCED_NOTE}.",
+    ]
+    if any(stand_in for stand_in, _, _ in cells):
+        notes.append(f"{STAND_IN_LABEL}: {STAND_IN_NOTE}.")
+    if any(key.synthetic for key in boards):
+        notes.append(f"generated data: {SYNTHETIC_NOTE}.")
+    return ExportTable(tuple(columns), tuple(table_rows), tuple(notes))
