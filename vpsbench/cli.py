@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vpsbench import api
 from vpsbench.config import resolve_dataset_root
 from vpsbench.datasets import dataset_class, dataset_names, open_dataset
 from vpsbench.errors import InputError, VpsbenchError
@@ -24,12 +26,13 @@ from vpsbench.evaluation import (
     evaluate,
     select_sequences,
 )
+from vpsbench.exports import ExportFormat, render_table, results_table
 from vpsbench.leaderboard.cli import leaderboard_app, submit_command
 from vpsbench.matching import MatchingMode
-from vpsbench.predictions import MAX_CLASS_ID, PredictionFormat, PredictionSource
+from vpsbench.predictions import PredictionFormat, PredictionSource
 from vpsbench.records import neutralise_bidi, record_from_results, write_record
 from vpsbench.report import render_result
-from vpsbench.results import result_to_dict, write_results
+from vpsbench.results import write_results
 from vpsbench.statistics import joint_histogram
 
 app = typer.Typer(
@@ -81,13 +84,7 @@ def _progress_bar(disable: bool = False) -> Progress:
 
 
 def _parse_protocol(pairs: list[str] | None) -> dict[str, str]:
-    chosen: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise VpsbenchError(f"--protocol expects KEY=VALUE, got {pair!r}")
-        chosen[key.strip()] = value.strip()
-    return chosen
+    return api.parse_protocol(pairs)
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -104,13 +101,9 @@ def _open_job(
     pred_divisor: int,
     num_classes: int | None,
 ) -> EvaluationJob:
-    dataset = open_dataset(dataset_name, root, _parse_protocol(protocol))
-    chosen_split = split or dataset.default_split()
-    if chosen_split not in dataset.facts.splits:
-        splits = ", ".join(dataset.facts.splits)
-        raise VpsbenchError(f"{dataset_name} has no split {chosen_split!r}; splits: {splits}")
-    predictions = PredictionSource.open(pred, pred_format, pred_divisor, num_classes)
-    return EvaluationJob(dataset, chosen_split, predictions)
+    return api.open_job(
+        dataset_name, root, split, protocol, pred, pred_format, pred_divisor, num_classes
+    )
 
 
 PredOption = Annotated[Path, typer.Option("--pred", help="Prediction folder (see docs).")]
@@ -126,6 +119,16 @@ NumClassesOption = Annotated[
     int | None,
     typer.Option("--num-classes", help="Declared number of pseudo-classes (ids beyond: error)."),
 ]
+
+
+class OutputFormat(StrEnum):
+    """What ``evaluate`` prints on stdout."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+    MARKDOWN = "markdown"
+    LATEX = "latex"
 
 
 @app.command("evaluate")
@@ -167,6 +170,14 @@ def evaluate_command(
     ] = None,
     method: Annotated[str | None, typer.Option(help="Method id of the record (a slug).")] = None,
     method_version: Annotated[str, typer.Option(help="Method version of the record.")] = "unknown",
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format",
+            help="What stdout gets: table (rich tables), json (the results JSON), or the summary "
+            "as csv, markdown or latex.",
+        ),
+    ] = OutputFormat.TABLE,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Score a prediction folder under the unsupervised protocol (paper Sec. 3.3)."""
@@ -174,35 +185,57 @@ def evaluate_command(
         raise VpsbenchError("--save-record needs --method NAME (the method id, e.g. videocups)")
     _check_record_identity(method, method_version)
     _check_output_paths({"--output": output, "--save-record": save_record})
-    pseudo_things = _parse_class_ids("--pred-things", pred_things)
-    job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, num_classes)
-    settings = EvaluationSettings(
-        matching=matching,
-        pseudo_things=pseudo_things,
-        metrics=tuple(_csv(metrics) or ()),
-        count_void_column=void_as_class,
-    )
-    result = _run_evaluation(job, settings, _csv(sequences), workers, quiet, output)
+    with _progress_bar(disable=quiet) as bar:
+        results = api.evaluate(
+            pred,
+            dataset,
+            root=root,
+            split=split,
+            protocol=protocol,
+            matching=matching,
+            pred_format=pred_format,
+            pred_divisor=pred_divisor,
+            num_classes=num_classes,
+            pred_things=pred_things,
+            metrics=metrics,
+            sequences=sequences,
+            workers=workers,
+            void_as_class=void_as_class,
+            progress=_progress_callback(bar, dataset),
+        )
+    _print_results(results, output_format)
+    # with a machine-readable stdout, the notices go to stderr
+    notices = console if output_format is OutputFormat.TABLE else errors
+    if output is not None:
+        results.save(output, overwrite=True)
+        notices.print(f"results written to {output}")
     if save_record is not None and method is not None:
-        divisor = pred_divisor if job.predictions.format == "divisor16" else None
-        record = record_from_results(
-            result_to_dict(result), method, method_version, prediction_divisor=divisor
-        )
+        document = results.to_dict()
+        divisor = pred_divisor if document["predictions"]["format"] == "divisor16" else None
+        record = record_from_results(document, method, method_version, prediction_divisor=divisor)
         write_record(save_record, record)
-        console.print(f"record written to {save_record} (file it with `vpsbench submit`)")
+        notices.print(f"record written to {save_record} (file it with `vpsbench submit`)")
 
 
-def _parse_class_ids(option: str, text: str | None) -> tuple[int, ...] | None:
-    """A comma-separated list of class ids (None when not given); anything else is an error."""
-    items = _csv(text)
-    if items is None:
-        return None
-    bad = [item for item in items if not item.isdigit() or int(item) > MAX_CLASS_ID]
-    if bad:
-        raise VpsbenchError(
-            f"{option} expects comma-separated class ids in 0..{MAX_CLASS_ID}, got {bad[0]!r}"
-        )
-    return tuple(int(item) for item in items)
+def _progress_callback(bar: Progress, label: str) -> api.ProgressCallback:
+    """Advance ``bar`` as ``api.evaluate`` reports finished sequences."""
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int, sequence: str) -> None:
+        bar.update(task, completed=done, total=total, description=sequence or label)
+
+    return update
+
+
+def _print_results(results: api.Results, output_format: OutputFormat) -> None:
+    """Print ``results`` on stdout in ``output_format`` (machine formats: plain text, no markup)."""
+    if output_format is OutputFormat.TABLE and results.evaluation is not None:
+        render_result(results.evaluation, console)
+    elif output_format is OutputFormat.JSON:
+        sys.stdout.write(results.to_json())
+    else:
+        table = results_table([results.to_dict()])
+        sys.stdout.write(render_table(table, ExportFormat(output_format.value)))
 
 
 def _check_record_identity(method: str | None, method_version: str) -> None:

@@ -36,6 +36,9 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "†": r"$^\dagger$",  # the paper's CUPS† (pdflatex has no glyph for the bare character)
+    "–": "--",
+    "—": "---",
 }
 _MISSING = "–"
 
@@ -74,7 +77,7 @@ def markdown_text(text: str) -> str:
 
 
 def latex_text(text: str) -> str:
-    """Text that LaTeX typesets literally (its ten special characters escaped)."""
+    """Text that LaTeX typesets literally: its ten special characters escaped, † and dashes spelled."""
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in neutralise_bidi(text))
 
 

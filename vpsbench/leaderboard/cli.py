@@ -1,4 +1,4 @@
-"""The ``vpsbench leaderboard`` commands (show, build, verify, publish) and ``vpsbench submit``."""
+"""The ``vpsbench leaderboard`` commands (show, export, build, verify, publish) and ``submit``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from vpsbench.errors import VpsbenchError
+from vpsbench.errors import InputError, VpsbenchError
+from vpsbench.exports import ExportFormat, render_table
+from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.leaderboard.build import build_leaderboard
 from vpsbench.leaderboard.database import LeaderboardDatabase
+from vpsbench.leaderboard.exports import paper_table
 from vpsbench.leaderboard.publish import publish
 from vpsbench.leaderboard.site import STAND_IN_LABEL, display_name, percent
 from vpsbench.leaderboard.store import DEFAULT_STORE, load_store, submit_file
@@ -106,6 +109,42 @@ def show_command(
             console.print(table)
     finally:
         database.close()
+
+
+@leaderboard_app.command("export")
+def export_command(
+    export_format: Annotated[
+        ExportFormat, typer.Option("--format", help="csv, markdown or latex.")
+    ] = ExportFormat.MARKDOWN,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Only this dataset's boards.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --output file.")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """A paper-ready table: methods × datasets, per dataset STQ, AQ, SQ (then VPQ, PQ)."""
+    if output is not None:
+        if output.is_dir():
+            raise InputError(output, "--output names a folder; give a file name")
+        if output.exists() and not overwrite:
+            raise InputError(output, "--output exists; pass --overwrite to replace it")
+        if not output.parent.is_dir():
+            raise InputError(output, f"--output: folder {output.parent} does not exist")
+    database = LeaderboardDatabase.from_records(load_store(_store(store)))
+    try:
+        text = render_table(paper_table(database, dataset), export_format)
+    finally:
+        database.close()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(output, text)
+        print(f"table written to {output}", file=sys.stderr)
 
 
 @leaderboard_app.command("build")

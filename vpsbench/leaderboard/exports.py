@@ -189,7 +189,7 @@ def paper_table(database: LeaderboardDatabase, dataset: str | None = None) -> Ex
             row_cells.append(None if cell is None else getattr(cell, attribute))
         table_rows.append(tuple(row_cells))
     notes = [
-        "STQ, AQ, SQ, VPQ, PQ in %.",
+        "Numbers in %.",
         f"reported: {REPORTED_NOTE}; reproduced: {REPRODUCED_NOTE}.",
     ]
     if any(stand_in for stand_in, _, _ in cells):
