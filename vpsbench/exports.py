@@ -77,7 +77,7 @@ def markdown_text(text: str) -> str:
 
 
 def latex_text(text: str) -> str:
-    """Text that LaTeX typesets literally: its ten special characters escaped, † and dashes spelled."""
+    """Text LaTeX typesets literally: its ten special characters escaped, † and dashes spelled."""
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in neutralise_bidi(text))
 
 
