@@ -204,17 +204,23 @@ def evaluate_command(
             progress=_progress_callback(bar, dataset),
         )
     _print_results(results, output_format)
-    # with a machine-readable stdout, the notices go to stderr
-    notices = console if output_format is OutputFormat.TABLE else errors
     if output is not None:
         results.save(output, overwrite=True)
-        notices.print(f"results written to {output}")
+        _notice(f"results written to {output}", output_format)
     if save_record is not None and method is not None:
         document = results.to_dict()
         divisor = pred_divisor if document["predictions"]["format"] == "divisor16" else None
         record = record_from_results(document, method, method_version, prediction_divisor=divisor)
         write_record(save_record, record)
-        notices.print(f"record written to {save_record} (file it with `vpsbench submit`)")
+        _notice(f"record written to {save_record} (file it with `vpsbench submit`)", output_format)
+
+
+def _notice(text: str, output_format: OutputFormat) -> None:
+    """A line for the user: on stdout under the tables, on stderr when stdout is data."""
+    if output_format is OutputFormat.TABLE:
+        console.print(text)
+    else:
+        print(text, file=sys.stderr)
 
 
 def _progress_callback(bar: Progress, label: str) -> api.ProgressCallback:
