@@ -329,3 +329,17 @@ def test_import_stays_light_and_the_api_is_exported() -> None:
     assert (Path(vpsbench.__file__).parent / "py.typed").is_file()
     with pytest.raises(AttributeError, match="no attribute 'evaluat'"):
         vpsbench.evaluat  # noqa: B018
+
+
+def test_cli_record_is_made_from_the_same_numbers(
+    submission: Submission, results: Results, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = tmp_path / "rec.json"
+    args = ["evaluate", "--pred", str(submission.preds), "-d", "synthetic", "--quiet"]
+    args += ["--root", str(submission.root), "--metrics", ALL, "--format", "json"]
+    code, out, err = run_cli([*args, "--save-record", str(record), "--method", "m"], capsys)
+    assert code == 0, err
+    assert f"record written to {record}" in err and json.loads(out)["dataset"] == "synthetic"
+    metrics = json.loads(record.read_text())["metrics"]
+    assert metrics["stq"] == results.stq and metrics["pq"] == results.pq
+    assert metrics["vpq"] == results.vpq

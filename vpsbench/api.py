@@ -120,12 +120,15 @@ def open_job(
     num_classes: int | None = None,
 ) -> EvaluationJob:
     """The dataset split and prediction folder to evaluate, checked (split, format, ranges)."""
-    opened = open_dataset(dataset, None if root is None else Path(root), parse_protocol(protocol))
+    folder = None if root is None else Path(root).expanduser()
+    opened = open_dataset(dataset, folder, parse_protocol(protocol))
     chosen_split = split or opened.default_split()
     if chosen_split not in opened.facts.splits:
         splits = ", ".join(opened.facts.splits)
         raise VpsbenchError(f"{dataset} has no split {chosen_split!r}; splits: {splits}")
-    predictions = PredictionSource.open(Path(pred), pred_format, pred_divisor, num_classes)
+    predictions = PredictionSource.open(
+        Path(pred).expanduser(), pred_format, pred_divisor, num_classes
+    )
     return EvaluationJob(opened, chosen_split, predictions)
 
 
@@ -192,7 +195,7 @@ def _flag(option: str, value: object) -> bool:
 
 def load_results(path: PathLike) -> Results:
     """Read a results JSON written by ``vpsbench evaluate --output`` or :meth:`Results.save`."""
-    source = Path(path)
+    source = Path(path).expanduser()
     if not source.is_file():
         problem = "is a folder, not a results file" if source.is_dir() else "no such results file"
         raise InputError(source, problem)
