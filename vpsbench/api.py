@@ -28,6 +28,7 @@ from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.matching import MatchingMode
 from vpsbench.predictions import MAX_CLASS_ID, PredictionSource
 from vpsbench.results import RESULTS_SCHEMA_VERSION, result_to_dict, results_json, summary_metrics
+from vpsbench.statistics import SequenceStatistics
 
 #: ``progress(done, total, sequence)``: once with ``done = 0`` before the first sequence is read,
 #: then after each reduced sequence (in the order they finish merging).
@@ -98,7 +99,7 @@ def evaluate(
         total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
         done = [0]
 
-        def on_sequence(statistics: Any) -> None:
+        def on_sequence(statistics: SequenceStatistics) -> None:
             done[0] += 1
             progress(done[0], total, statistics.name)
 
