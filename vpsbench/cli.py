@@ -24,6 +24,7 @@ from vpsbench.evaluation import (
     evaluate,
     select_sequences,
 )
+from vpsbench.executors import ExecutorKind
 from vpsbench.leaderboard.cli import leaderboard_app, submit_command
 from vpsbench.matching import MatchingMode
 from vpsbench.predictions import MAX_CLASS_ID, PredictionFormat, PredictionSource
@@ -122,6 +123,16 @@ FormatOption = Annotated[
     ),
 ]
 DivisorOption = Annotated[int, typer.Option("--pred-divisor", help="Divisor of divisor16 PNGs.")]
+ExecutorOption = Annotated[
+    ExecutorKind,
+    typer.Option(
+        help="Where sequences run: local processes, or a Ray cluster (identical numbers)."
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="--executor ray: the cluster's head HOST:PORT (default $RAY_ADDRESS/local)."),
+]
 NumClassesOption = Annotated[
     int | None,
     typer.Option("--num-classes", help="Declared number of pseudo-classes (ids beyond: error)."),
@@ -153,6 +164,12 @@ def evaluate_command(
         str | None, typer.Option(help="Comma-separated subset of sequences.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (results are identical).")] = 1,
+    executor: ExecutorOption = ExecutorKind.LOCAL,
+    ray_address: RayAddressOption = None,
+    save_stats: Annotated[
+        Path | None,
+        typer.Option(help="Also save the statistics here (.npz) for `vpsbench rescore`."),
+    ] = None,
     void_as_class: Annotated[
         bool,
         typer.Option(
@@ -173,7 +190,9 @@ def evaluate_command(
     if save_record is not None and method is None:
         raise VpsbenchError("--save-record needs --method NAME (the method id, e.g. videocups)")
     _check_record_identity(method, method_version)
-    _check_output_paths({"--output": output, "--save-record": save_record})
+    _check_output_paths(
+        {"--output": output, "--save-record": save_record, "--save-stats": save_stats}
+    )
     pseudo_things = _parse_class_ids("--pred-things", pred_things)
     job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, num_classes)
     settings = EvaluationSettings(
@@ -182,7 +201,17 @@ def evaluate_command(
         metrics=tuple(_csv(metrics) or ()),
         count_void_column=void_as_class,
     )
-    result = _run_evaluation(job, settings, _csv(sequences), workers, quiet, output)
+    result = _run_evaluation(
+        job,
+        settings,
+        _csv(sequences),
+        workers,
+        quiet,
+        output,
+        executor=executor,
+        ray_address=ray_address,
+        save_stats=save_stats,
+    )
     if save_record is not None and method is not None:
         divisor = pred_divisor if job.predictions.format == "divisor16" else None
         record = record_from_results(
@@ -255,6 +284,10 @@ def _run_evaluation(
     workers: int,
     quiet: bool,
     output: Path | None,
+    *,
+    executor: ExecutorKind = ExecutorKind.LOCAL,
+    ray_address: str | None = None,
+    save_stats: Path | None = None,
 ) -> EvaluationResult:
     """Evaluate with a progress bar, print the tables and write the results file if asked."""
     total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
@@ -266,12 +299,80 @@ def _run_evaluation(
             sequences=wanted,
             workers=workers,
             on_sequence=lambda s: progress.update(task, advance=1, description=s.name),
+            executor=executor,
+            ray_address=ray_address,
+            save_stats=save_stats,
         )
     render_result(result, console)
+    if save_stats is not None:
+        console.print(f"statistics written to {save_stats} (score again with `vpsbench rescore`)")
     if output is not None:
         write_results(output, result)
         console.print(f"results written to {output}")
     return result
+
+
+@app.command("rescore")
+def rescore_command(
+    stats: Annotated[
+        list[Path], typer.Argument(help="Statistics files of `evaluate --save-stats` (shards).")
+    ],
+    matching: Annotated[
+        MatchingMode, typer.Option(help="How pseudo-classes are matched to classes.")
+    ] = MatchingMode.THING_STUFF_HUNGARIAN,
+    pred_things: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated pseudo thing classes (default: those with instances)."),
+    ] = None,
+    metrics: Annotated[
+        str,
+        typer.Option(help="Comma-separated: stq,vpq,pq (default) and hota,clear,identity."),
+    ] = ",".join(ALL_METRICS),
+    allow_partial: Annotated[
+        bool,
+        typer.Option(help="Score even when the shards miss official sequences of the split."),
+    ] = False,
+    output: Annotated[Path | None, typer.Option(help="Write all numbers as JSON here.")] = None,
+) -> None:
+    """Merge saved statistics (shards) and score them again, without reading a prediction."""
+    import time
+
+    from vpsbench.evaluation import score
+    from vpsbench.stats_file import StatsFile, merge_stats
+
+    started = time.perf_counter()
+    _check_output_paths({"--output": output})
+    pseudo_things = _parse_class_ids("--pred-things", pred_things)
+    opened: list[StatsFile] = []
+    try:
+        for path in stats:
+            opened.append(StatsFile(path))
+        merged = merge_stats(opened)
+        missing = merged.missing_official()
+        if missing and not allow_partial:
+            header = merged.header
+            shown = ", ".join(missing[:5]) + (
+                f" … ({len(missing)} in all)" if len(missing) > 5 else ""
+            )
+            raise InputError(
+                stats[0],
+                f"the statistics miss {len(missing)} official {header.dataset} {header.split} "
+                f"sequences ({shown}); add the shards that hold them, or pass --allow-partial",
+            )
+        settings = EvaluationSettings(
+            matching=matching,
+            pseudo_things=pseudo_things,
+            metrics=tuple(_csv(metrics) or ()),
+            count_void_column=merged.header.count_void_column,
+        )
+        result = score(merged, settings, started)
+    finally:
+        for stats_file in opened:
+            stats_file.close()
+    render_result(result, console)
+    if output is not None:
+        write_results(output, result)
+        console.print(f"results written to {output}")
 
 
 @app.command("validate")
