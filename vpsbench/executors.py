@@ -128,12 +128,17 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+_connected: dict[str, str | None] = {}  # the address this process joined (Ray allows one)
+
+
 def connect_ray(address: str | None) -> Any:
     """Connect this process to the Ray cluster at ``address`` (None: Ray's default: $RAY_ADDRESS,
     else a running local cluster, else a new one in this process). Returns the ``ray`` module."""
     ray = _import_ray()
     if ray.is_initialized():
-        return ray
+        if _connected.get("address", "") == address:
+            return ray
+        ray.shutdown()  # joined to another cluster before: leave it for the one asked for
     if address:
         _check_reachable(address)
     try:
