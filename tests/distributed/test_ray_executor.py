@@ -26,6 +26,8 @@ from vpsbench.executors import ExecutorKind, ExecutorSpec, ordered_map
 from vpsbench.predictions import PredictionSource
 from vpsbench.results import result_to_dict
 
+pytestmark = pytest.mark.xdist_group("ray")  # one worker, so one cluster, under -n 2
+
 ALL = "stq,vpq,pq,hota,clear,identity"
 TASK_TITLE = b"ray::_run_on_worker"  # a Ray worker's process title while it runs our task
 
