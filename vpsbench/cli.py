@@ -730,6 +730,8 @@ def run_method_command(
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     sequences: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
+    executor: ExecutorOption = ExecutorKind.LOCAL,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run a method's stages into a run directory, then score its predictions."""
     from vpsbench.methods.runner import RunRequest, run_method, stage_names
@@ -747,6 +749,8 @@ def run_method_command(
         run_dir=run_dir,
         device=device,
         sequences=tuple(wanted) if wanted else None,
+        executor=executor,
+        ray_address=ray_address,
     )
     outcome = run_method(request, log=lambda text: errors.print(text, highlight=False))
     if outcome.result is not None:

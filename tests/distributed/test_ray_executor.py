@@ -21,6 +21,7 @@ from tests.cli_runner import run_cli
 from tests.demo_split import demo_split, without_timing
 from tests.distributed.conftest import RayCluster
 from vpsbench.datasets import open_dataset
+from vpsbench.datasets.synthetic import prepare_synthetic
 from vpsbench.evaluation import EvaluationJob, EvaluationSettings, evaluate
 from vpsbench.executors import ExecutorKind, ExecutorSpec, ordered_map
 from vpsbench.predictions import PredictionSource
@@ -174,3 +175,30 @@ def test_an_unreachable_address_fails_at_once(
     assert code == 2
     assert err.startswith(f"error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there")
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow  # trains S twice (local, ray)
+def test_run_method_pseudo_labels_on_ray_equal_the_local_ones(
+    ray_cluster: RayCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = prepare_synthetic(
+        tmp_path / "data", videos=2, frames=6, height=48, width=96, seed=1, splits=["val"],
+        workers=1,
+    )  # fmt: skip
+    common = ["run-method", "videocups", "--dataset", "synthetic", "--root", str(root)]
+    common += ["--set", "num_pseudo_classes=8", "--set", "train_split=val"]
+    common += ["--set", "depthg_batches=4", "--set", "depthg_frames=4", "--stage", "pseudo-label"]
+    runs = {"local": tmp_path / "local", "ray": tmp_path / "ray"}
+    code, _, err = run_cli([*common, "--run-dir", str(runs["local"])], capsys)
+    assert code == 0, err
+    ray_options = ["--executor", "ray", "--ray-address", ray_cluster.address]
+    code, _, err = run_cli([*common, "--run-dir", str(runs["ray"]), *ray_options], capsys)
+    assert code == 0, err
+
+    def outputs(run: Path) -> dict[str, bytes]:
+        folder = run / "pseudo-label"
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.*")}
+
+    local, distributed = outputs(runs["local"]), outputs(runs["ray"])
+    assert len([name for name in local if name.startswith("labels/")]) == 12
+    assert local == distributed
