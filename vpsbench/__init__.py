@@ -13,7 +13,7 @@ from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.video import PanopticFrame
 
 if TYPE_CHECKING:
-    from vpsbench.api import Results, evaluate, load_results
+    from vpsbench.api import Results, evaluate, load_results, rescore
 
 __version__ = "0.1.0"
 
@@ -25,9 +25,10 @@ __all__ = [
     "__version__",
     "evaluate",
     "load_results",
+    "rescore",
 ]
 
-_LAZY = frozenset({"Results", "evaluate", "load_results"})
+_LAZY = frozenset({"Results", "evaluate", "load_results", "rescore"})
 
 
 def __getattr__(name: str) -> Any:

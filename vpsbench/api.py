@@ -24,6 +24,7 @@ from vpsbench import evaluation
 from vpsbench.datasets import open_dataset
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.evaluation import ALL_METRICS, EvaluationJob, EvaluationResult, EvaluationSettings
+from vpsbench.executors import ExecutorKind
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.matching import MatchingMode
 from vpsbench.predictions import MAX_CLASS_ID, PredictionSource
@@ -77,12 +78,17 @@ def evaluate(
     workers: int = 1,
     void_as_class: bool = True,
     progress: ProgressCallback | None = None,
+    executor: ExecutorKind | str = ExecutorKind.LOCAL,
+    ray_address: str | None = None,
+    save_stats: PathLike | None = None,
 ) -> Results:
     """Score the prediction folder ``pred`` on ``dataset`` under the unsupervised protocol.
 
     Lists may be given as Python sequences or as the CLI's comma-separated strings;
     ``protocol`` as a mapping or as ``KEY=VALUE`` strings. A bad option raises
     :class:`~vpsbench.errors.VpsbenchError` with one line naming it, before any frame is read.
+    ``executor="ray"`` reduces sequences on a Ray cluster (``ray_address``); ``save_stats``
+    writes the statistics file that ``vpsbench rescore`` scores again.
     """
     settings = EvaluationSettings(
         matching=_matching(matching),
@@ -105,8 +111,69 @@ def evaluate(
 
         progress(0, total, "")
     result = evaluation.evaluate(
-        job, settings, sequences=wanted, workers=workers, on_sequence=on_sequence
+        job,
+        settings,
+        sequences=wanted,
+        workers=workers,
+        on_sequence=on_sequence,
+        executor=executor,
+        ray_address=ray_address,
+        save_stats=None if save_stats is None else Path(save_stats).expanduser(),
     )
+    return Results.from_evaluation(result)
+
+
+def rescore(
+    stats: PathLike | Sequence[PathLike],
+    *,
+    matching: MatchingMode | str = MatchingMode.THING_STUFF_HUNGARIAN,
+    pred_things: Sequence[int] | str | None = None,
+    metrics: Sequence[str] | str = ALL_METRICS,
+    allow_partial: bool = False,
+) -> Results:
+    """Score statistics files of ``evaluate(save_stats=...)`` again, without reading a prediction.
+
+    Several files are shards (other machines, other sequences) merged into one split; a sequence
+    in two shards, a protocol mismatch or, unless ``allow_partial``, a missing official sequence
+    is an error naming the file.
+    """
+    import time
+
+    from vpsbench.stats_file import StatsFile, merge_stats
+
+    started = time.perf_counter()
+    paths = [Path(stats)] if isinstance(stats, str | os.PathLike) else [Path(p) for p in stats]
+    if not paths:
+        raise VpsbenchError("rescore needs at least one statistics file")
+    pseudo_things = _class_ids("--pred-things", pred_things)
+    chosen_metrics = tuple(_names("--metrics", metrics) or ())
+    chosen_matching = _matching(matching)
+    opened: list[StatsFile] = []
+    try:
+        for path in paths:
+            opened.append(StatsFile(path.expanduser()))
+        merged = merge_stats(opened)
+        missing = merged.missing_official()
+        if missing and not allow_partial:
+            header = merged.header
+            shown = ", ".join(missing[:5]) + (
+                f" … ({len(missing)} in all)" if len(missing) > 5 else ""
+            )
+            raise InputError(
+                paths[0],
+                f"the statistics miss {len(missing)} official {header.dataset} {header.split} "
+                f"sequences ({shown}); add the shards that hold them, or pass --allow-partial",
+            )
+        settings = EvaluationSettings(
+            matching=chosen_matching,
+            pseudo_things=pseudo_things,
+            metrics=chosen_metrics,
+            count_void_column=merged.header.count_void_column,
+        )
+        result = evaluation.score(merged, settings, started)
+    finally:
+        for stats_file in opened:
+            stats_file.close()
     return Results.from_evaluation(result)
 
 

@@ -26,6 +26,7 @@ from vpsbench.evaluation import (
     evaluate,
     select_sequences,
 )
+from vpsbench.executors import ExecutorKind
 from vpsbench.exports import ExportFormat, render_table, results_table
 from vpsbench.leaderboard.cli import leaderboard_app, submit_command
 from vpsbench.matching import MatchingMode
@@ -115,6 +116,16 @@ FormatOption = Annotated[
     ),
 ]
 DivisorOption = Annotated[int, typer.Option("--pred-divisor", help="Divisor of divisor16 PNGs.")]
+ExecutorOption = Annotated[
+    ExecutorKind,
+    typer.Option(
+        help="Where sequences run: local processes, or a Ray cluster (identical numbers)."
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="--executor ray: the cluster's head HOST:PORT (default $RAY_ADDRESS/local)."),
+]
 NumClassesOption = Annotated[
     int | None,
     typer.Option("--num-classes", help="Declared number of pseudo-classes (ids beyond: error)."),
@@ -156,6 +167,12 @@ def evaluate_command(
         str | None, typer.Option(help="Comma-separated subset of sequences.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (results are identical).")] = 1,
+    executor: ExecutorOption = ExecutorKind.LOCAL,
+    ray_address: RayAddressOption = None,
+    save_stats: Annotated[
+        Path | None,
+        typer.Option(help="Also save the statistics here (.npz) for `vpsbench rescore`."),
+    ] = None,
     void_as_class: Annotated[
         bool,
         typer.Option(
@@ -184,7 +201,9 @@ def evaluate_command(
     if save_record is not None and method is None:
         raise VpsbenchError("--save-record needs --method NAME (the method id, e.g. videocups)")
     _check_record_identity(method, method_version)
-    _check_output_paths({"--output": output, "--save-record": save_record})
+    _check_output_paths(
+        {"--output": output, "--save-record": save_record, "--save-stats": save_stats}
+    )
     with _progress_bar(disable=quiet) as bar:
         results = api.evaluate(
             pred,
@@ -202,8 +221,16 @@ def evaluate_command(
             workers=workers,
             void_as_class=void_as_class,
             progress=_progress_callback(bar, dataset),
+            executor=executor,
+            ray_address=ray_address,
+            save_stats=save_stats,
         )
     _print_results(results, output_format)
+    if save_stats is not None:
+        _notice(
+            f"statistics written to {save_stats} (score again with `vpsbench rescore`)",
+            output_format,
+        )
     if output is not None:
         results.save(output, overwrite=True)
         _notice(f"results written to {output}", output_format)
@@ -294,6 +321,10 @@ def _run_evaluation(
     workers: int,
     quiet: bool,
     output: Path | None,
+    *,
+    executor: ExecutorKind = ExecutorKind.LOCAL,
+    ray_address: str | None = None,
+    save_stats: Path | None = None,
 ) -> EvaluationResult:
     """Evaluate with a progress bar, print the tables and write the results file if asked."""
     total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
@@ -305,12 +336,58 @@ def _run_evaluation(
             sequences=wanted,
             workers=workers,
             on_sequence=lambda s: progress.update(task, advance=1, description=s.name),
+            executor=executor,
+            ray_address=ray_address,
+            save_stats=save_stats,
         )
     render_result(result, console)
+    if save_stats is not None:
+        console.print(f"statistics written to {save_stats} (score again with `vpsbench rescore`)")
     if output is not None:
         write_results(output, result)
         console.print(f"results written to {output}")
     return result
+
+
+@app.command("rescore")
+def rescore_command(
+    stats: Annotated[
+        list[Path], typer.Argument(help="Statistics files of `evaluate --save-stats` (shards).")
+    ],
+    matching: Annotated[
+        MatchingMode, typer.Option(help="How pseudo-classes are matched to classes.")
+    ] = MatchingMode.THING_STUFF_HUNGARIAN,
+    pred_things: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated pseudo thing classes (default: those with instances)."),
+    ] = None,
+    metrics: Annotated[
+        str,
+        typer.Option(help="Comma-separated: stq,vpq,pq (default) and hota,clear,identity."),
+    ] = ",".join(ALL_METRICS),
+    allow_partial: Annotated[
+        bool,
+        typer.Option(help="Score even when the shards miss official sequences of the split."),
+    ] = False,
+    output: Annotated[Path | None, typer.Option(help="Write all numbers as JSON here.")] = None,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="What stdout gets, as for `evaluate`."),
+    ] = OutputFormat.TABLE,
+) -> None:
+    """Merge saved statistics (shards) and score them again, without reading a prediction."""
+    _check_output_paths({"--output": output})
+    results = api.rescore(
+        stats,
+        matching=matching,
+        pred_things=pred_things,
+        metrics=metrics,
+        allow_partial=allow_partial,
+    )
+    _print_results(results, output_format)
+    if output is not None:
+        results.save(output, overwrite=True)
+        _notice(f"results written to {output}", output_format)
 
 
 @app.command("validate")
@@ -668,6 +745,8 @@ def run_method_command(
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     sequences: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
+    executor: ExecutorOption = ExecutorKind.LOCAL,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run a method's stages into a run directory, then score its predictions."""
     from vpsbench.methods.runner import RunRequest, run_method, stage_names
@@ -685,6 +764,8 @@ def run_method_command(
         run_dir=run_dir,
         device=device,
         sequences=tuple(wanted) if wanted else None,
+        executor=executor,
+        ray_address=ray_address,
     )
     outcome = run_method(request, log=lambda text: errors.print(text, highlight=False))
     if outcome.result is not None:

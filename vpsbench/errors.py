@@ -20,3 +20,7 @@ class InputError(VpsbenchError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        """Pickle as (path, problem), so the error crosses to and from worker processes."""
+        return (type(self), (self.path, self.problem))

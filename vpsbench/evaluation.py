@@ -1,21 +1,22 @@
 """The streaming evaluator: dataset → frames → per-sequence statistics → merge → matching → metrics.
 
 Each sequence is read once and reduced to its joint histograms (:mod:`vpsbench.statistics`);
-sequences are independent, so they can be reduced by worker processes in any order and merged in
-sequence order, which makes the numbers identical whatever the worker count. Only then, with the
-overlaps of the whole split known, are pseudo-classes matched to ground-truth classes and the
-metrics computed from the (tiny) statistics. Per-frame tables, needed by VPQ, are spilled to a
-temporary folder so that memory does not grow with the number of frames.
+sequences are independent, so they can be reduced anywhere (:mod:`vpsbench.executors`: in
+process, a process pool or a Ray cluster) in any order and merged in sequence order, which makes
+the numbers identical whatever the worker count. The statistics are written to a statistics file
+(:mod:`vpsbench.stats_file`; a temporary one unless ``save_stats`` keeps it), so memory does not
+grow with the number of frames. Only then, with the overlaps of the whole split known, are
+pseudo-classes matched to ground-truth classes and the metrics computed from the (tiny)
+statistics by :func:`score`, the same function ``vpsbench rescore`` runs on saved files.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +24,15 @@ import numpy as np
 
 from vpsbench.datasets.base import Dataset, LabelSpace
 from vpsbench.errors import InputError, VpsbenchError
+from vpsbench.executors import ExecutorKind, ExecutorSpec, executor_spec, ordered_map
 from vpsbench.matching import ClassMatching, MatchingMode, match_pseudo_classes
 from vpsbench.metrics.pq import PQResult, panoptic_quality
 from vpsbench.metrics.stq import STQResult, segmentation_and_tracking_quality
 from vpsbench.metrics.tracking import TRACKING_METRICS, TrackingResult, tracking_quality
 from vpsbench.metrics.vpq import VPQResult, video_panoptic_quality
-from vpsbench.predictions import PredictionSource, manifest_digest
+from vpsbench.predictions import PredictionSource
 from vpsbench.statistics import JointHistogram, SequenceStatistics, joint_histogram
+from vpsbench.stats_file import SplitStatistics, StatsFile, StatsHeader, StatsWriter
 from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
 
 ALL_METRICS = ("stq", "vpq", "pq")  # the default selection
@@ -123,51 +126,18 @@ def _check_class_limit(
         )
 
 
-class FrameTableSpill:
-    """Per-frame tables of each sequence, parked on disk until VPQ needs them."""
-
-    _COLUMNS = ("gt_class", "gt_instance", "pred_class", "pred_instance", "pixels", "weight")
-
-    def __init__(self) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="vpsbench-frames-")
-        self._count = 0
-
-    def add(self, frames: Sequence[JointHistogram]) -> None:
-        """Store one sequence's frame tables (in temporal order)."""
-        lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
-        columns = [
-            np.concatenate([getattr(f, name) for f in frames]) if frames else np.zeros(0)
-            for name in self._COLUMNS
-        ]
-        np.savez(Path(self._folder.name) / f"{self._count}.npz", lengths, *columns)
-        self._count += 1
-
-    def __iter__(self) -> Iterator[list[JointHistogram]]:
-        for index in range(self._count):
-            with np.load(Path(self._folder.name) / f"{index}.npz") as data:
-                bounds = np.concatenate([[0], np.cumsum(data["arr_0"])])
-                columns = {name: data[f"arr_{i + 1}"] for i, name in enumerate(self._COLUMNS)}
-            yield [
-                JointHistogram(**{name: col[a:b] for name, col in columns.items()})
-                for a, b in itertools.pairwise(bounds)
-            ]
-
-    def close(self) -> None:
-        self._folder.cleanup()
+def _reduce_one(job: EvaluationJob, sequence: SequenceRef) -> SequenceOutcome:
+    """:func:`reduce_sequence` with the job first, for :func:`functools.partial` (picklable)."""
+    return reduce_sequence(job, sequence)
 
 
 def _reduce_all(
     job: EvaluationJob,
     sequences: Sequence[SequenceRef],
-    workers: int,
+    executor: ExecutorSpec,
 ) -> Iterator[SequenceOutcome]:
-    """Reduce sequences in order, in this process or in a pool of ``workers`` processes."""
-    if workers <= 1 or len(sequences) <= 1:
-        for sequence in sequences:
-            yield reduce_sequence(job, sequence)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(reduce_sequence, [job] * len(sequences), sequences)
+    """Reduce sequences wherever ``executor`` says; the outcomes come back in sequence order."""
+    return ordered_map(functools.partial(_reduce_one, job), sequences, executor)
 
 
 def select_sequences(
@@ -250,10 +220,19 @@ def evaluate(
     sequences: Sequence[str] | None = None,
     workers: int = 1,
     on_sequence: Callable[[SequenceStatistics], None] | None = None,
+    executor: str | ExecutorKind = ExecutorKind.LOCAL,
+    ray_address: str | None = None,
+    save_stats: str | Path | None = None,
 ) -> EvaluationResult:
-    """Evaluate a prediction folder on a dataset split under the unsupervised protocol."""
+    """Evaluate a prediction folder on a dataset split under the unsupervised protocol.
+
+    Reduce every sequence (in this process, ``workers`` local processes, or on the Ray cluster
+    at ``ray_address``) into a statistics file (``save_stats``, else a temporary one), then
+    :func:`score` it: the same scoring ``vpsbench rescore`` runs on saved files.
+    """
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
+    spec = executor_spec(executor, workers, ray_address)
     label_space = job.dataset.label_space()
     available = job.dataset.sequences(job.split)
     if not sequences:
@@ -263,66 +242,121 @@ def evaluate(
         raise InputError(job.dataset.root, f"split {job.split!r} has no annotated frames")
     if settings.matching is MatchingMode.NONE:
         job = _within_label_space(job, label_space)
-
-    spill = FrameTableSpill()
-    try:
-        summaries: list[tuple[str, JointHistogram, int]] = []
-        digests: dict[str, str] = {}
-        for outcome in _reduce_all(job, selected, workers):
-            statistics = outcome.statistics
-            summaries.append((statistics.name, statistics.joint, statistics.num_frames))
-            digests.update(outcome.file_digests)
-            spill.add(statistics.frames)
-            if on_sequence is not None:
-                on_sequence(statistics)
-
-        split_joint = JointHistogram.merge(table for _, table, _ in summaries)
-        num_pred = int(split_joint.pred_class.max(initial=-1)) + 1
-        if job.predictions.num_classes is not None:
-            num_pred = max(num_pred, job.predictions.num_classes)
-        if settings.matching is MatchingMode.NONE:
-            num_pred = max(num_pred, label_space.num_classes)
-        gt_classes = label_space.evaluated_classes
-        matching = match_pseudo_classes(
-            split_joint.pseudo_class_overlap(num_pred, gt_classes),
-            pseudo_thing_mask(split_joint, num_pred, settings.pseudo_things),
-            gt_classes,
-            label_space.evaluated_things,
-            settings.matching,
-        )
-        target_is_thing = np.zeros(max(256, label_space.num_classes), dtype=bool)
-        target_is_thing[list(label_space.thing_classes)] = True
-
-        def relabel(table: JointHistogram) -> JointHistogram:
-            return table.relabel_predictions(matching.target, target_is_thing)
-
-        stq = segmentation_and_tracking_quality(
-            ((name, relabel(table), n) for name, table, n in summaries),
-            label_space,
-            settings.count_void_column,
-        )
-        vpq = None
-        if "vpq" in settings.metrics:
-            mapped_videos = ([relabel(f) for f in frames] for frames in spill)
-            vpq = video_panoptic_quality(mapped_videos, label_space, settings.vpq_windows)
-        pq = None
-        if "pq" in settings.metrics:
-            mapped_frames = (relabel(f) for frames in spill for f in frames)
-            pq = panoptic_quality(mapped_frames, label_space)
-        tracking = None
-        if set(settings.metrics) & set(TRACKING_METRICS):
-            names = [name for name, _, _ in summaries]
-            mapped_sequences = ([relabel(f) for f in frames] for frames in spill)
-            tracking = tracking_quality(
-                zip(names, mapped_sequences, strict=True), label_space, settings.metrics
-            )
-    finally:
-        spill.close()
-
-    return EvaluationResult(
+    official = job.dataset.official_split(job.split)
+    header = StatsHeader(
         dataset=job.dataset.name,
         split=job.split,
         protocol=dict(job.dataset.protocol),
+        label_space=label_space,
+        prediction_format=str(job.predictions.format),
+        declared_classes=job.predictions.num_classes,
+        count_void_column=settings.count_void_column,
+        official=None if official is None else tuple(official),
+    )
+    position = {sequence.name: index for index, sequence in enumerate(available)}
+
+    with tempfile.TemporaryDirectory(prefix="vpsbench-stats-") as folder:
+        path = Path(save_stats) if save_stats is not None else Path(folder) / "stats.npz"
+        with StatsWriter(path, header) as writer:
+            outcomes = _reduce_all(job, selected, spec)
+            for sequence, outcome in zip(selected, outcomes, strict=True):
+                statistics = outcome.statistics
+                writer.add(
+                    statistics,
+                    outcome.file_digests,
+                    position[sequence.name],
+                    job.dataset.official_name(sequence.name),
+                )
+                if on_sequence is not None:
+                    on_sequence(statistics)
+        saved = StatsFile(path)
+        try:
+            return score(
+                SplitStatistics(saved.header, [(saved, e) for e in saved.entries]),
+                settings,
+                started,
+            )
+        finally:
+            saved.close()
+
+
+def _check_class_limit_of(stats: SplitStatistics, limit: int) -> None:
+    """Under ``--matching none`` a saved class id beyond the label space is an error."""
+    for source, entry in stats.sources:
+        top = int(source.joint(entry).pred_class.max(initial=-1))
+        if top >= limit:
+            raise InputError(
+                source.path,
+                f"sequence {entry.name} has class id {top}, outside the {stats.header.dataset} "
+                f"label space 0..{limit - 1} (--matching none reads ground-truth class ids)",
+            )
+
+
+def score(
+    stats: SplitStatistics,
+    settings: EvaluationSettings | None = None,
+    started: float | None = None,
+) -> EvaluationResult:
+    """Match pseudo-classes and compute the metrics from a split's saved statistics.
+
+    The one scoring path of ``evaluate`` and ``rescore``: it reads summed histograms, then
+    streams each sequence's frame tables from disk for every metric that needs them.
+    """
+    settings = settings or EvaluationSettings()
+    started = time.perf_counter() if started is None else started
+    header = stats.header
+    label_space = header.label_space
+    if settings.matching is MatchingMode.NONE:
+        _check_class_limit_of(stats, label_space.num_classes)
+    summaries = stats.summaries()
+    if not summaries:
+        raise VpsbenchError("the statistics hold no sequence")
+
+    split_joint = JointHistogram.merge(table for _, table, _ in summaries)
+    num_pred = int(split_joint.pred_class.max(initial=-1)) + 1
+    if header.declared_classes is not None:
+        num_pred = max(num_pred, header.declared_classes)
+    if settings.matching is MatchingMode.NONE:
+        num_pred = max(num_pred, label_space.num_classes)
+    gt_classes = label_space.evaluated_classes
+    matching = match_pseudo_classes(
+        split_joint.pseudo_class_overlap(num_pred, gt_classes),
+        pseudo_thing_mask(split_joint, num_pred, settings.pseudo_things),
+        gt_classes,
+        label_space.evaluated_things,
+        settings.matching,
+    )
+    target_is_thing = np.zeros(max(256, label_space.num_classes), dtype=bool)
+    target_is_thing[list(label_space.thing_classes)] = True
+
+    def relabel(table: JointHistogram) -> JointHistogram:
+        return table.relabel_predictions(matching.target, target_is_thing)
+
+    stq = segmentation_and_tracking_quality(
+        ((name, relabel(table), n) for name, table, n in summaries),
+        label_space,
+        settings.count_void_column,
+    )
+    vpq = None
+    if "vpq" in settings.metrics:
+        mapped_videos = ([relabel(f) for f in frames] for frames in stats.frame_tables())
+        vpq = video_panoptic_quality(mapped_videos, label_space, settings.vpq_windows)
+    pq = None
+    if "pq" in settings.metrics:
+        mapped_frames = (relabel(f) for frames in stats.frame_tables() for f in frames)
+        pq = panoptic_quality(mapped_frames, label_space)
+    tracking = None
+    if set(settings.metrics) & set(TRACKING_METRICS):
+        names = [name for name, _, _ in summaries]
+        mapped_sequences = ([relabel(f) for f in frames] for frames in stats.frame_tables())
+        tracking = tracking_quality(
+            zip(names, mapped_sequences, strict=True), label_space, settings.metrics
+        )
+
+    return EvaluationResult(
+        dataset=header.dataset,
+        split=header.split,
+        protocol=dict(header.protocol),
         label_space=label_space,
         settings=settings,
         matching=matching,
@@ -331,8 +365,8 @@ def evaluate(
         pq=pq,
         num_sequences=len(summaries),
         num_frames=sum(n for _, _, n in summaries),
-        prediction_format=str(job.predictions.format),
-        prediction_digest=manifest_digest(digests),
+        prediction_format=header.prediction_format,
+        prediction_digest=stats.prediction_digest(),
         seconds=time.perf_counter() - started,
         tracking=tracking,
     )

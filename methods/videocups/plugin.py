@@ -17,11 +17,10 @@ evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoCli
 from vpsbench.datasets import open_dataset
 from vpsbench.datasets.base import Dataset
 from vpsbench.errors import VpsbenchError
+from vpsbench.executors import ExecutorKind, ordered_map
 from vpsbench.formats.atomic import atomic_write_bytes, atomic_write_text
 from vpsbench.formats.npz import encode_npz, load_npz_arrays, read_npz, write_npz
 from vpsbench.formats.step import write_step_png
@@ -277,6 +277,11 @@ def _label_sequence(
     return sequence.name
 
 
+def _label_sequence_of(arguments: tuple[Any, ...]) -> str:
+    """:func:`_label_sequence` of one argument tuple (what :func:`ordered_map` hands out)."""
+    return _label_sequence(*arguments)
+
+
 class VideoCups(Method):
     """VideoCUPS (this paper): video pseudo-labels, then a VPS model trained on them."""
 
@@ -371,19 +376,14 @@ class VideoCups(Method):
             )
             for sequence in pending
         ]
-        if self.settings.workers > 1 and len(arguments) > 1:
+        executor = context.executor
+        if executor.kind is ExecutorKind.LOCAL:
             # Spawned, not forked: the parent has run torch (S's training), and a forked child
             # inherits its intra-op thread pool in a locked state and hangs on the first op.
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=self.settings.workers, mp_context=spawn) as pool:
-                for name in pool.map(_label_sequence, *zip(*arguments, strict=True)):
-                    context.mark_done(stage, name)
-                    context.log(f"{stage}: {name} done")
-        else:
-            for item in arguments:
-                name = _label_sequence(*item)
-                context.mark_done(stage, name)
-                context.log(f"{stage}: {name} done")
+            executor = replace(executor, workers=self.settings.workers, spawn=True)
+        for name in ordered_map(_label_sequence_of, arguments, executor):
+            context.mark_done(stage, name)
+            context.log(f"{stage}: {name} done")
         self._finalize(context, raw, out)
 
     def _semantic_head(self, context: RunContext, folder: Path) -> Path | None:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from vpsbench.datasets.base import Dataset
 from vpsbench.errors import InputError, VpsbenchError
+from vpsbench.executors import ExecutorSpec
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.npz import write_npz
 from vpsbench.formats.step import write_step_png
@@ -204,6 +205,8 @@ class RunContext:
     device: str = "cpu"
     sequences: Sequence[SequenceRef] = field(default_factory=list)
     log: typing.Callable[[str], None] = print
+    #: Where per-sequence work of a stage may run (``--executor``); see :func:`ordered_map`.
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     @property
     def predictions_dir(self) -> Path:

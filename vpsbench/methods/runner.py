@@ -41,6 +41,7 @@ from vpsbench.evaluation import (
     evaluate,
     select_sequences,
 )
+from vpsbench.executors import executor_spec
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.methods.base import (
     PREDICT_STAGE,
@@ -75,6 +76,8 @@ class RunRequest:
     device: str = "cpu"
     sequences: tuple[str, ...] | None = None
     evaluate: bool = True
+    executor: str = "local"  # where per-sequence stages and the evaluation run (local or ray)
+    ray_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,11 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
     _check_device(request.device)
     if request.run_dir is not None:
         _check_run_dir(request.run_dir)
+    executor = executor_spec(
+        request.executor,
+        ray_address=request.ray_address,
+        num_gpus=1.0 if request.device.startswith("cuda") else 0.0,
+    )
     dataset = open_dataset(request.dataset, request.root, request.protocol)
     if dataset.name == "synthetic" and not (dataset.root / "synthetic.json").is_file():
         from vpsbench.datasets.synthetic import prepare_synthetic
@@ -248,7 +256,7 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
         atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     save_manifest()
-    context = RunContext(dataset, split, run_dir, request.device, sequences, log)
+    context = RunContext(dataset, split, run_dir, request.device, sequences, log, executor)
     for stage in [s for s in cls.stages if s in stages]:
         if context.is_done(stage):
             log(f"{stage}: already done, skipped")
@@ -263,7 +271,12 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
     if not (request.evaluate and PREDICT_STAGE in cls.stages and context.is_done(PREDICT_STAGE)):
         return RunOutcome(run_dir, None, None)
     job = EvaluationJob(dataset, split, PredictionSource.open(context.predictions_dir))
-    result = evaluate(job, sequences=[s.name for s in sequences])
+    result = evaluate(
+        job,
+        sequences=[s.name for s in sequences],
+        executor=request.executor,
+        ray_address=request.ray_address,
+    )
     write_results(run_dir / "results.json", result)
     record_path = run_dir / "record.json"
     done = tuple(s for s in cls.stages if context.is_done(s))

@@ -1,0 +1,99 @@
+"""A real Ray cluster on this machine for the distributed tests, started once per session.
+
+``ray start --head`` on 127.0.0.1 with 2 CPUs, in a session of its own so that stopping it ends
+exactly the processes it started (its workers included) and nothing else of the machine's.
+Skipped, with the reason, when Ray is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    address: str
+    session: int  # the session id of `ray start` and of every process of the cluster
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ray_command() -> list[str]:
+    script = Path(sys.executable).with_name("ray")
+    return [str(script)] if script.is_file() else [shutil.which("ray") or "ray"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'vpsbench[distributed]'")
+    port = _free_port()
+    temp = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))  # short: Ray's socket paths
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    }
+    env |= {"RAY_USAGE_STATS_ENABLED": "0"}
+    log = (temp / "ray-start.log").open("wb")
+    process = subprocess.Popen(
+        [
+            *_ray_command(), "start", "--head", "--block",
+            "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+            "--include-dashboard=false", "--disable-usage-stats",
+            "--object-store-memory", str(100 * 2**20), "--temp-dir", str(temp),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"ray start exited: {(temp / 'ray-start.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the Ray head did not come up in 120 s")
+                time.sleep(0.5)
+        yield RayCluster(address, process.pid)
+    finally:
+        import ray
+
+        ray.shutdown()
+        for signum, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(process.pid, signum)  # the cluster's own session, started above
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # any member left of the cluster's group
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
