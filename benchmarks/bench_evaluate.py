@@ -222,7 +222,9 @@ def metric_section(
     return figures
 
 
-def evaluate_section(gt_root: Path, pred_root: Path, rounds: int) -> dict[str, Any]:
+def evaluate_section(
+    gt_root: Path, pred_root: Path, sequences: list[str], rounds: int
+) -> dict[str, Any]:
     """End to end against decode only, and 2 workers against 1."""
     files = sorted((gt_root / "panoptic_maps" / "val").rglob("*.png")) + sorted(
         pred_root.rglob("*.png")
@@ -236,7 +238,7 @@ def evaluate_section(gt_root: Path, pred_root: Path, rounds: int) -> dict[str, A
             read_step_png(path)
 
     def run(workers: int) -> Callable[[], object]:
-        return lambda: evaluate(job, settings, workers=workers)
+        return lambda: evaluate(job, settings, sequences=sequences, workers=workers)
 
     slow, fast = alternate(run(1), decode, rounds)
     figures = ratio_figures("evaluate_over_decode", slow, fast)
@@ -291,10 +293,10 @@ def main() -> None:
             figures.update(
                 metric_section(gt_root, pred_root, figures["frames"], args.rounds, deeplab2)
             )
+        names = [f"{s:04d}" for s in range(args.sequences)]
         if "evaluate" in sections:
-            figures.update(evaluate_section(gt_root, pred_root, args.rounds))
+            figures.update(evaluate_section(gt_root, pred_root, names, args.rounds))
         if "memory" in sections:
-            names = [f"{s:04d}" for s in range(args.sequences)]
             half = names[: max(1, len(names) // 2)]
             figures["peak_rss_mib_half_sequences"] = peak_memory_mib(gt_root, pred_root, half)
             figures["peak_rss_mib_all_sequences"] = peak_memory_mib(gt_root, pred_root, names)
