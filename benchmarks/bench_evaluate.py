@@ -8,7 +8,8 @@ load and printing the median and the minimum of each and their ratios:
                ``result``) on the same, already-mapped frames. DeepLab2's file is imported by
                path from ``../shared/reference-code/deeplab2`` (``--deeplab2`` to point
                elsewhere); without it the section says so and is skipped;
-  * evaluate — ``evaluate()`` end to end (1 worker) against decoding the same PNGs only, and
+  * evaluate — ``evaluate()`` end to end (1 worker) against decoding the same PNGs only (with
+               the libspng decoder ``read_png`` uses, and for reference with Pillow), and
                ``evaluate(workers=2)`` against ``evaluate(workers=1)``;
   * memory   — peak RSS of a fresh end-to-end process for N and 2N sequences (flat = good).
 
@@ -45,6 +46,7 @@ from vpsbench.evaluation import (  # noqa: E402
     evaluate,
     pseudo_thing_mask,
 )
+from vpsbench.formats import png  # noqa: E402
 from vpsbench.formats.step import read_step_png, write_step_png  # noqa: E402
 from vpsbench.matching import MatchingMode, match_pseudo_classes  # noqa: E402
 from vpsbench.metrics.stq import segmentation_and_tracking_quality  # noqa: E402
@@ -240,8 +242,20 @@ def evaluate_section(
     def run(workers: int) -> Callable[[], object]:
         return lambda: evaluate(job, settings, sequences=sequences, workers=workers)
 
+    def decode_with_pillow() -> None:
+        """The same decoding with libspng switched off (Pillow decodes), for reference."""
+        saved = getattr(png, "pyspng")  # noqa: B009 - not re-exported, switched off here only
+        setattr(png, "pyspng", None)  # noqa: B010
+        try:
+            decode()
+        finally:
+            setattr(png, "pyspng", saved)  # noqa: B010
+
     slow, fast = alternate(run(1), decode, rounds)
     figures = ratio_figures("evaluate_over_decode", slow, fast)
+    if getattr(png, "pyspng") is not None:  # noqa: B009
+        slow, fast = alternate(run(1), decode_with_pillow, rounds)
+        figures.update(ratio_figures("evaluate_over_pillow_decode", slow, fast))
     slow, fast = alternate(run(1), run(2), rounds)
     figures.update(ratio_figures("workers_2_speedup", slow, fast))
     return figures

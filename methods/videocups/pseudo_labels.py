@@ -54,6 +54,7 @@ class PseudoLabelSettings:
     low_scale: float = LOW_RESOLUTION_SCALE
     crf: bool = True
     crf_iterations: int = CRF_ITERATIONS  # CUPS' MAX_ITER
+    crf_device: str | None = None  # None: numpy CRF; a torch device (e.g. "cuda"): torch CRF
     temperature: float = DEFAULT_TEMPERATURE
     propagation: bool = True
     tau_match: float = 0.4
@@ -93,7 +94,7 @@ def frame_semantics(
         use_sliding_window=settings.depth_guided,
         use_depth_guidance=settings.depth_guided,
         use_crf=settings.crf,
-        crf=CrfParameters(iterations=settings.crf_iterations),
+        crf=CrfParameters(iterations=settings.crf_iterations, device=settings.crf_device),
         temperature=settings.temperature,
     )
 
