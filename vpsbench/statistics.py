@@ -197,7 +197,7 @@ def _reduce_rows(
         pred_class=pred_c,
         pred_instance=pred_i,
         pixels=np.add.reduceat(pixels[order], starts),
-        weight=np.add.reduceat(weight[order], starts),
+        weight=np.add.reduceat(weight[order].astype(np.float64), starts),
     )
 
 
@@ -251,9 +251,8 @@ def joint_histogram(
     run_weights = (
         lengths.astype(np.float64)
         if weights is None
-        else np.add.reduceat(np.ravel(weights).astype(np.float64, copy=False), starts)
+        else np.add.reduceat(np.ravel(weights), starts)
     )
-    # Counts are sums of integer lengths, exact in int64.
     return _reduce_rows(gt_class, gt_instance, pred_class, pred_instance, lengths, run_weights)
 
 
