@@ -1,40 +1,68 @@
 """Benchmark of ``vpsbench evaluate`` on a Cityscapes-resolution (1024×2048) generated split.
 
-Measures, on the same data:
-  * decode only      — reading the ground-truth and prediction PNGs, nothing else;
-  * end to end       — ``evaluate()`` as the CLI runs it (decode + statistics + matching + metrics),
-                       with 1 and 2 worker processes;
-  * metric alone     — per-frame joint histograms + STQ on frames already in memory;
-  * reference        — the straightforward np.unique/dict STQ (DeepLab2's numpy way) on the same
-                       in-memory frames;
-  * peak memory      — max RSS of an end-to-end run in a fresh process, for N and 2N frames.
+Three sections (``--only`` picks some), each timing two things in alternating runs under the same
+load and printing the median and the minimum of each and their ratios:
 
-Run: ``python benchmarks/bench_evaluate.py [--sequences 2] [--frames 8] [--workdir DIR]``.
+  * metric   — our metric (per-frame joint histograms, matching, STQ) on frames already in
+               memory against DeepLab2's own numpy ``STQuality`` (``update_state`` per frame +
+               ``result``) on the same, already-mapped frames. DeepLab2's file is imported by
+               path from ``../shared/reference-code/deeplab2`` (``--deeplab2`` to point
+               elsewhere); without it the section says so and is skipped;
+  * evaluate — ``evaluate()`` end to end (1 worker) against decoding the same PNGs only (with
+               the libspng decoder ``read_png`` uses, and for reference with Pillow), and
+               ``evaluate(workers=2)`` against ``evaluate(workers=1)``;
+  * memory   — peak RSS of a fresh end-to-end process for N and 2N sequences (flat = good).
+
+Run from the repository root: ``python benchmarks/bench_evaluate.py [--sequences 8] [--frames 4]
+[--rounds 5] [--only metric evaluate memory] [--json out.json]``. The load average is printed
+with the figures: on a busy machine prefer the ratios to the absolute times.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import resource
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from vpsbench.datasets import open_dataset
-from vpsbench.evaluation import EvaluationJob, EvaluationSettings, evaluate, pseudo_thing_mask
-from vpsbench.formats.step import read_step_png, write_step_png
-from vpsbench.matching import MatchingMode, match_pseudo_classes
-from vpsbench.metrics.reference import reference_stq
-from vpsbench.metrics.stq import segmentation_and_tracking_quality
-from vpsbench.predictions import PredictionSource
-from vpsbench.statistics import JointHistogram, joint_histogram
-from vpsbench.video import PanopticFrame
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's vpsbench, not an installed one
+
+from vpsbench.datasets import open_dataset  # noqa: E402
+from vpsbench.evaluation import (  # noqa: E402
+    EvaluationJob,
+    EvaluationSettings,
+    evaluate,
+    pseudo_thing_mask,
+)
+from vpsbench.formats import png  # noqa: E402
+from vpsbench.formats.step import read_step_png, write_step_png  # noqa: E402
+from vpsbench.matching import MatchingMode, match_pseudo_classes  # noqa: E402
+from vpsbench.metrics.stq import segmentation_and_tracking_quality  # noqa: E402
+from vpsbench.predictions import PredictionSource  # noqa: E402
+from vpsbench.statistics import JointHistogram, joint_histogram  # noqa: E402
+from vpsbench.video import PanopticFrame  # noqa: E402
+
+DEEPLAB2_STQ = (
+    REPO.parent
+    / "shared"
+    / "reference-code"
+    / "deeplab2"
+    / "evaluation"
+    / "numpy"
+    / "segmentation_and_tracking_quality.py"
+)
 
 HEIGHT, WIDTH = 1024, 2048
 THINGS = (11, 12, 13, 14, 15, 16, 17, 18)
@@ -90,21 +118,147 @@ def write_split(root: Path, sequences: int, frames: int) -> tuple[Path, Path]:
     return gt_root, pred_root
 
 
-def timed(function: Callable[[], object], repeat: int = 1) -> float:
-    """Best wall time of ``repeat`` runs, in seconds."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+def load_deeplab2(path: Path) -> ModuleType | None:
+    """DeepLab2's numpy STQ module imported from its file, or ``None`` (with a message)."""
+    if not path.is_file():
+        print(f"DeepLab2's numpy STQuality not found at {path}: metric section skipped")
+        return None
+    spec = importlib.util.spec_from_file_location("deeplab2_numpy_stq", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def end_to_end(gt_root: Path, pred_root: Path, workers: int) -> float:
+def alternate(
+    first: Callable[[], object], second: Callable[[], object], rounds: int
+) -> tuple[list[float], list[float]]:
+    """Wall times of ``first`` and ``second`` run in turn ``rounds`` times (same load for both)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for function, bucket in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            function()
+            bucket.append(time.perf_counter() - start)
+    return times
+
+
+def ratio_figures(name: str, slow: list[float], fast: list[float]) -> dict[str, float]:
+    """Median and minimum of both series and the ratios slow/fast of each."""
+    return {
+        f"{name}_slow_median_s": statistics.median(slow),
+        f"{name}_slow_min_s": min(slow),
+        f"{name}_fast_median_s": statistics.median(fast),
+        f"{name}_fast_min_s": min(fast),
+        f"{name}_ratio_median": statistics.median(slow) / statistics.median(fast),
+        f"{name}_ratio_min": min(slow) / min(fast),
+    }
+
+
+def metric_section(
+    gt_root: Path, pred_root: Path, total: int, rounds: int, deeplab2: ModuleType
+) -> dict[str, Any]:
+    """Our histogram + matching + STQ against DeepLab2's STQuality, frames in memory."""
+    gt_files = sorted((gt_root / "panoptic_maps" / "val").rglob("*.png"))
+    pred_files = sorted(pred_root.rglob("*.png"))
+    frames = [
+        (read_step_png(g), read_step_png(p)) for g, p in zip(gt_files, pred_files, strict=True)
+    ]
+    sequence_of = [g.parent.name for g in gt_files]
+    dataset = open_dataset("kitti-step", gt_root, {"things": "cityscapes"})
+    space = dataset.label_space()
+    is_thing = np.zeros(256, dtype=bool)
+    is_thing[list(space.thing_classes)] = True
+
+    def ours() -> tuple[np.ndarray, float]:
+        """Histograms, matching, relabelling and STQ: everything after decoding."""
+        tables: dict[str, list[JointHistogram]] = {}
+        for name, (truth, prediction) in zip(sequence_of, frames, strict=True):
+            tables.setdefault(name, []).append(joint_histogram(truth, prediction))
+        joints = {name: JointHistogram.merge(parts) for name, parts in tables.items()}
+        split = JointHistogram.merge(joints.values())
+        num_pseudo = int(split.pred_class.max()) + 1
+        matching = match_pseudo_classes(
+            split.pseudo_class_overlap(num_pseudo, space.evaluated_classes),
+            pseudo_thing_mask(split, num_pseudo, None),
+            space.evaluated_classes,
+            space.evaluated_things,
+        )
+        result = segmentation_and_tracking_quality(
+            [
+                (name, joint.relabel_predictions(matching.target, is_thing), len(tables[name]))
+                for name, joint in joints.items()
+            ],
+            space,
+        )
+        return matching.target, result.stq
+
+    target, our_stq = ours()
+    # DeepLab2's input: (class << 16) + instance with the matched classes, void → ignore label.
+    shift = 16
+    encoded = []
+    for truth, prediction in frames:
+        classes = np.where(prediction.semantic >= 0, target[prediction.semantic], -1)
+        instance = np.where(
+            is_thing[np.maximum(classes, 0)] & (classes >= 0), prediction.instance, 0
+        )
+        classes = np.where(classes < 0, space.ignore_label, classes)
+        y_true = (truth.semantic.astype(np.int64) << shift) + truth.instance
+        encoded.append((y_true, (classes.astype(np.int64) << shift) + instance))
+    theirs_stq: list[float] = []
+
+    def theirs() -> None:
+        metric = deeplab2.STQuality(
+            space.num_classes, sorted(space.thing_classes), space.ignore_label, shift, 256 << shift
+        )
+        for name, (y_true, y_pred) in zip(sequence_of, encoded, strict=True):
+            metric.update_state(y_true, y_pred, name)
+        theirs_stq.append(float(metric.result()["STQ"]))
+
+    slow, fast = alternate(theirs, ours, rounds)
+    figures: dict[str, Any] = ratio_figures("metric_vs_deeplab2", slow, fast)
+    figures["metric_ms_per_frame_median"] = 1000 * statistics.median(fast) / total
+    figures["deeplab2_ms_per_frame_median"] = 1000 * statistics.median(slow) / total
+    figures["stq_ours"] = our_stq
+    figures["stq_deeplab2"] = theirs_stq[0]
+    return figures
+
+
+def evaluate_section(
+    gt_root: Path, pred_root: Path, sequences: list[str], rounds: int
+) -> dict[str, Any]:
+    """End to end against decode only, and 2 workers against 1."""
+    files = sorted((gt_root / "panoptic_maps" / "val").rglob("*.png")) + sorted(
+        pred_root.rglob("*.png")
+    )
     dataset = open_dataset("kitti-step", gt_root, {"things": "cityscapes"})
     job = EvaluationJob(dataset, "val", PredictionSource.open(pred_root, "step"))
     settings = EvaluationSettings(matching=MatchingMode.THING_STUFF_HUNGARIAN)
-    return timed(lambda: evaluate(job, settings, workers=workers), repeat=3)
+
+    def decode() -> None:
+        for path in files:
+            read_step_png(path)
+
+    def run(workers: int) -> Callable[[], object]:
+        return lambda: evaluate(job, settings, sequences=sequences, workers=workers)
+
+    def decode_with_pillow() -> None:
+        """The same decoding with libspng switched off (Pillow decodes), for reference."""
+        saved = getattr(png, "pyspng")  # noqa: B009 - not re-exported, switched off here only
+        setattr(png, "pyspng", None)  # noqa: B010
+        try:
+            decode()
+        finally:
+            setattr(png, "pyspng", saved)  # noqa: B010
+
+    slow, fast = alternate(run(1), decode, rounds)
+    figures = ratio_figures("evaluate_over_decode", slow, fast)
+    if getattr(png, "pyspng") is not None:  # noqa: B009
+        slow, fast = alternate(run(1), decode_with_pillow, rounds)
+        figures.update(ratio_figures("evaluate_over_pillow_decode", slow, fast))
+    slow, fast = alternate(run(1), run(2), rounds)
+    figures.update(ratio_figures("workers_2_speedup", slow, fast))
+    return figures
 
 
 def peak_memory_mib(gt_root: Path, pred_root: Path, sequences: list[str]) -> float:
@@ -123,87 +277,48 @@ def peak_memory_mib(gt_root: Path, pred_root: Path, sequences: list[str]) -> flo
         "status = open('/proc/self/status').read()\n"
         "print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))\n"
     )
-    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=REPO)
     return int(output.stdout.decode().strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sequences", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--sequences", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=4, help="Frames per sequence.")
+    parser.add_argument("--rounds", type=int, default=5, help="Alternating runs of each pair.")
+    parser.add_argument("--only", nargs="+", choices=("metric", "evaluate", "memory"), default=None)
+    parser.add_argument("--deeplab2", type=Path, default=DEEPLAB2_STQ, help="DeepLab2 STQ file.")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = parser.parse_args()
+    sections = set(args.only or ("metric", "evaluate", "memory"))
+    deeplab2 = load_deeplab2(args.deeplab2) if "metric" in sections else None
 
+    figures: dict[str, Any] = {
+        "frames": args.sequences * args.frames,
+        "sequences": args.sequences,
+        "resolution": f"{HEIGHT}x{WIDTH}",
+        "load_average_before": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as scratch:
         root = args.workdir or Path(scratch)
         gt_root, pred_root = write_split(root, args.sequences, args.frames)
-        total = args.sequences * args.frames
-        gt_files = sorted((gt_root / "panoptic_maps" / "val").rglob("*.png"))
-        pred_files = sorted(pred_root.rglob("*.png"))
-
-        decode = timed(lambda: [read_step_png(p) for p in gt_files + pred_files], repeat=3)
-        frames = [
-            (read_step_png(g), read_step_png(p)) for g, p in zip(gt_files, pred_files, strict=True)
-        ]
-        dataset = open_dataset("kitti-step", gt_root, {"things": "cityscapes"})
-        space = dataset.label_space()
-
-        def fast_metric() -> np.ndarray:
-            """Histograms, matching, relabelling and STQ: everything after decoding."""
-            joint = JointHistogram.merge(joint_histogram(g, p) for g, p in frames)
-            num_pseudo = int(joint.pred_class.max()) + 1
-            matching = match_pseudo_classes(
-                joint.pseudo_class_overlap(num_pseudo, space.evaluated_classes),
-                pseudo_thing_mask(joint, num_pseudo, None),
-                space.evaluated_classes,
-                space.evaluated_things,
+        if deeplab2 is not None:
+            figures.update(
+                metric_section(gt_root, pred_root, figures["frames"], args.rounds, deeplab2)
             )
-            is_thing = np.zeros(256, dtype=bool)
-            is_thing[list(space.thing_classes)] = True
-            mapped = joint.relabel_predictions(matching.target, is_thing)
-            segmentation_and_tracking_quality([("all", mapped, total)], space)
-            return matching.target
-
-        target = fast_metric()
-        mapped_frames = []
-        for truth, prediction in frames:
-            classes = np.where(prediction.semantic >= 0, target[prediction.semantic], -1)
-            thing = np.isin(classes, list(space.thing_classes))
-            mapped_frames.append(
-                (truth, PanopticFrame(classes, np.where(thing, prediction.instance, 0)), None)
-            )
-
-        def reference_metric() -> None:
-            """The DeepLab2-style STQ on the already-mapped predictions (matching not timed)."""
-            reference_stq({"all": mapped_frames}, space)
-
-        metric = timed(fast_metric, repeat=3)
-        reference = timed(reference_metric)
-        e2e_1 = end_to_end(gt_root, pred_root, 1)
-        e2e_2 = end_to_end(gt_root, pred_root, 2)
         names = [f"{s:04d}" for s in range(args.sequences)]
-        memory_half = peak_memory_mib(gt_root, pred_root, names[: max(1, len(names) // 2)])
-        memory_all = peak_memory_mib(gt_root, pred_root, names)
+        if "evaluate" in sections:
+            figures.update(evaluate_section(gt_root, pred_root, names, args.rounds))
+        if "memory" in sections:
+            half = names[: max(1, len(names) // 2)]
+            figures["peak_rss_mib_half_sequences"] = peak_memory_mib(gt_root, pred_root, half)
+            figures["peak_rss_mib_all_sequences"] = peak_memory_mib(gt_root, pred_root, names)
+    figures["load_average_after"] = os.getloadavg()[0]
 
-    figures = {
-        "frames": total,
-        "resolution": f"{HEIGHT}x{WIDTH}",
-        "decode_only_fps": total / decode,
-        "end_to_end_fps_1_worker": total / e2e_1,
-        "end_to_end_fps_2_workers": total / e2e_2,
-        "end_to_end_over_decode": e2e_1 / decode,
-        "speedup_2_workers": e2e_1 / e2e_2,
-        "metric_ms_per_frame": 1000 * metric / total,
-        "reference_ms_per_frame": 1000 * reference / total,
-        "metric_speedup_vs_reference": reference / metric,
-        "peak_rss_mib_half_sequences": memory_half,
-        "peak_rss_mib_all_sequences": memory_all,
-        "bench_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
     print("| measure | value |\n|---|---|")
     for key, value in figures.items():
-        print(f"| {key} | {value:.2f} |" if isinstance(value, float) else f"| {key} | {value} |")
+        print(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -1,4 +1,4 @@
-"""Joint histograms equal a brute-force count, on both the dense and the np.unique code paths."""
+"""Joint histograms equal a brute-force count, on both the packed-key and the lexsort code paths."""
 
 from __future__ import annotations
 
@@ -68,3 +68,67 @@ def test_relabel_merges_rows_and_drops_instances_on_stuff() -> None:
     assert mapped.pred_class.tolist() == [0, 13]
     assert mapped.pred_instance.tolist() == [0, 7]
     assert mapped.pixels.tolist() == [4, 11]
+
+
+def blocky_frame(rng: np.random.Generator, shape: tuple[int, int], ids: int) -> PanopticFrame:
+    """Piecewise-constant maps (long raster runs, as in real label maps) with sparse noise."""
+    rows, cols = shape
+    semantic = np.repeat(rng.choice([0, 2, 11, 13, 255], (rows, cols // 7 + 1)), 7, axis=1)
+    instance = np.repeat(rng.integers(0, ids, (rows // 3 + 1, cols)), 3, axis=0)
+    semantic, instance = semantic[:, :cols], instance[:rows]
+    noise = rng.random(shape) < 0.01
+    semantic[noise] = 1
+    return PanopticFrame.from_arrays(semantic, instance)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (3, 5), (17, 33), (64, 71)])
+@pytest.mark.parametrize("ids", [2, 70000, 2**31 - 1])
+def test_run_based_histogram_equals_brute_force_on_blocky_frames(
+    shape: tuple[int, int], ids: int
+) -> None:
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1] + ids % 13)
+    gt = blocky_frame(rng, shape, 5)
+    pred = blocky_frame(rng, shape, ids)
+    pred = PanopticFrame.from_arrays(pred.semantic - 3, pred.instance)  # some void (< 0) classes
+    weights = rng.choice([0.5, 1.0, 2.25], shape)
+    table = joint_histogram(gt, pred, weights)
+    void = np.maximum(pred.semantic.ravel(), -1)
+    keys = np.stack([gt.semantic.ravel(), gt.instance.ravel(), void, pred.instance.ravel()], 1)
+    rows, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    got = np.column_stack(
+        [table.gt_class, table.gt_instance, table.pred_class, table.pred_instance]
+    )
+    np.testing.assert_array_equal(got, rows)
+    np.testing.assert_array_equal(table.pixels, np.bincount(inverse))
+    expected_weight = np.zeros(len(rows))
+    np.add.at(expected_weight, inverse, weights.ravel())
+    np.testing.assert_allclose(table.weight, expected_weight, rtol=1e-12)
+
+
+def test_merge_sums_rows_on_both_sort_paths() -> None:
+    """A merge of histograms whose keys do or do not pack into 62 bits equals one count."""
+    rng = np.random.default_rng(5)
+    for ids in (9, 2**31 - 1):
+        frames = [
+            (blocky_frame(rng, (20, 30), 4), blocky_frame(rng, (20, 30), ids)) for _ in range(3)
+        ]
+        merged = JointHistogram.merge(joint_histogram(g, p) for g, p in frames)
+        whole = joint_histogram(
+            PanopticFrame.from_arrays(
+                np.concatenate([g.semantic for g, _ in frames]),
+                np.concatenate([g.instance for g, _ in frames]),
+            ),
+            PanopticFrame.from_arrays(
+                np.concatenate([p.semantic for _, p in frames]),
+                np.concatenate([p.instance for _, p in frames]),
+            ),
+        )
+        for column in ("gt_class", "gt_instance", "pred_class", "pred_instance", "pixels"):
+            np.testing.assert_array_equal(getattr(merged, column), getattr(whole, column))
+
+
+def test_negative_ground_truth_class_is_rejected() -> None:
+    gt = PanopticFrame.from_arrays(-np.ones((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="non-negative"):
+        joint_histogram(gt, PanopticFrame.from_arrays(np.zeros((2, 2)), np.zeros((2, 2))))

@@ -29,9 +29,6 @@ IntArray = npt.NDArray[np.signedinteger[Any]]
 
 VOID_PREDICTION = -1
 
-# Dense bincount is used while a key space has at most this many bins; beyond it np.unique.
-_DENSE_KEY_LIMIT = 1 << 23
-
 
 @dataclass(frozen=True)
 class JointHistogram:
@@ -132,6 +129,34 @@ class JointHistogram:
         return overlap
 
 
+def _pack_rows(columns: Sequence[IntArray]) -> tuple[Int64Array, list[tuple[int, int]]] | None:
+    """One int64 key per row that sorts like the rows (first column most significant).
+
+    Each column is shifted to start at 0 and given the bits of its range; returns the keys and
+    each column's ``(offset, bits)``, or ``None`` when the fields together need more than 62 bits.
+    """
+    fields = []
+    for column in columns:
+        low = int(column.min())
+        fields.append((low, (int(column.max()) - low).bit_length()))
+    if sum(bits for _, bits in fields) > 62:
+        return None
+    key = np.zeros(columns[0].size, dtype=np.int64)
+    for column, (low, bits) in zip(columns, fields, strict=True):
+        key <<= bits
+        key |= column - low if low else column
+    return key, fields
+
+
+def _unpack_keys(keys: Int64Array, fields: list[tuple[int, int]]) -> list[Int32Array]:
+    """The columns behind packed keys (inverse of :func:`_pack_rows`)."""
+    columns = []
+    for low, bits in reversed(fields):
+        columns.append(((keys & ((1 << bits) - 1)) + low).astype(np.int32))
+        keys = keys >> bits
+    return columns[::-1]
+
+
 def _reduce_rows(
     gt_class: Int32Array,
     gt_instance: Int32Array,
@@ -140,9 +165,24 @@ def _reduce_rows(
     pixels: Int64Array,
     weight: Float64Array,
 ) -> JointHistogram:
-    """Sort rows by key and sum the repeats."""
+    """Sort rows by key and sum the repeats (sums run in row order, so they are reproducible).
+
+    Usually the four columns pack into one int64 key: a sort of the keys, a binary search and a
+    bincount. Otherwise rows are ordered by ``np.lexsort``.
+    """
     if pixels.size == 0:
         return JointHistogram.empty()
+    packed = _pack_rows((gt_class, gt_instance, pred_class, pred_instance))
+    if packed is not None:
+        keys, fields = packed
+        ordered = np.sort(keys)
+        unique = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+        group = np.searchsorted(unique, keys)
+        gt_c, gt_i, pred_c, pred_i = _unpack_keys(unique, fields)
+        # Pixel counts are integers below 2**53, so their float sums are exact.
+        counts = np.bincount(group, weights=pixels, minlength=unique.size).astype(np.int64)
+        sums = np.bincount(group, weights=weight, minlength=unique.size).astype(np.float64)
+        return JointHistogram(gt_c, gt_i, pred_c, pred_i, counts, sums)
     order = np.lexsort((pred_instance, pred_class, gt_instance, gt_class))
     columns = [gt_class[order], gt_instance[order], pred_class[order], pred_instance[order]]
     new_key = np.zeros(order.size, dtype=bool)
@@ -150,81 +190,26 @@ def _reduce_rows(
     for column in columns:
         new_key[1:] |= column[1:] != column[:-1]
     starts = np.flatnonzero(new_key)
-    gt_c, gt_i, pred_c, pred_i = (column[starts] for column in columns)
+    gt_c, gt_i, pred_c, pred_i = (column[starts].astype(np.int32) for column in columns)
     return JointHistogram(
         gt_class=gt_c,
         gt_instance=gt_i,
         pred_class=pred_c,
         pred_instance=pred_i,
         pixels=np.add.reduceat(pixels[order], starts),
-        weight=np.add.reduceat(weight[order], starts),
+        weight=np.add.reduceat(weight[order].astype(np.float64), starts),
     )
 
 
-def _rank_codes(codes: IntArray, space: int) -> tuple[Int32Array, Int64Array]:
-    """Replace non-negative codes by their rank among the present codes.
-
-    Returns the per-pixel ranks and the sorted present codes. A dense bincount and a lookup table
-    while ``space`` is small (the common case: a few passes over the pixels), np.unique beyond.
-    """
-    if space <= _DENSE_KEY_LIMIT:
-        present = np.flatnonzero(np.bincount(codes, minlength=space))
-        rank_of = np.zeros(space, dtype=np.int32)
-        rank_of[present] = np.arange(present.size, dtype=np.int32)
-        return np.take(rank_of, codes), present.astype(np.int64)
-    unique, ranks = np.unique(codes, return_inverse=True)
-    return ranks.reshape(-1).astype(np.int32), unique.astype(np.int64)
-
-
-@dataclass(frozen=True)
-class _SegmentCodes:
-    """Per-pixel codes ``(class + offset) · span + instance`` of one side of a frame."""
-
-    codes: IntArray
-    space: int
-    instance_span: int
-    class_offset: int
-    instance_values: Int64Array  # the instance id behind each instance code
-
-    def decode(self, codes: Int64Array) -> tuple[Int64Array, Int64Array]:
-        """Class and instance id of each code."""
-        classes, instances = np.divmod(codes, self.instance_span)
-        return classes - self.class_offset, self.instance_values[instances]
-
-
-def _encode_segments(classes: IntArray, instances: IntArray, class_offset: int) -> _SegmentCodes:
-    """Encode per-pixel (class, instance) pairs as small non-negative integers (order-preserving).
-
-    ``class_offset`` lifts the smallest possible class (−1 for void) to zero. Large sparse
-    instance ids (e.g. 24-bit segment ids) are ranked first so that the code space stays small.
-    """
-    if instances.size and int(instances.min()) < 0:
-        raise ValueError("instance ids must be non-negative")
-    instance_span = int(instances.max(initial=0)) + 1
-    class_span = int(classes.max(initial=0)) + class_offset + 1
-    if class_span * instance_span > _DENSE_KEY_LIMIT:
-        instances, instance_values = _rank_codes(instances, instance_span)
-        instance_span = instance_values.size
-    else:
-        instance_values = np.arange(instance_span, dtype=np.int64)
-    if class_span * instance_span >= 2**31:
-        codes: IntArray = classes.astype(np.int64) * instance_span
-    else:
-        codes = classes.astype(np.int32, copy=False) * instance_span
-    codes += instances
-    if class_offset:
-        codes += class_offset * instance_span
-    return _SegmentCodes(
-        codes, class_span * instance_span, instance_span, class_offset, instance_values
-    )
-
-
-def _run_starts(first: IntArray, second: IntArray) -> Int64Array:
-    """Start of every raster-order run of pixels on which both code maps stay constant."""
-    change = np.empty(first.size, dtype=bool)
+def _run_starts(maps: Sequence[IntArray]) -> Int64Array:
+    """Start of every raster-order run of pixels on which all the given maps stay constant."""
+    change = np.empty(maps[0].size, dtype=bool)
     change[:1] = True
-    np.not_equal(first[1:], first[:-1], out=change[1:])
-    change[1:] |= second[1:] != second[:-1]
+    np.not_equal(maps[0][1:], maps[0][:-1], out=change[1:])
+    scratch = np.empty(change.size - 1, dtype=bool)
+    for values in maps[1:]:
+        np.not_equal(values[1:], values[:-1], out=scratch)
+        change[1:] |= scratch
     return np.flatnonzero(change)
 
 
@@ -236,49 +221,39 @@ def joint_histogram(
     """The joint histogram of one frame, in a few vectorised passes over the pixels.
 
     Label maps are piecewise constant, so the pixels are first cut into raster-order runs on
-    which both the ground-truth and the predicted (class, instance) stay the same; only the run
-    starts (tens of thousands for a 2-megapixel frame) are ranked and counted, each with its
-    length (and summed weight). ``prediction.semantic`` values below 0 are void. The shapes must
-    agree (callers check this first to report the offending file).
+    which the ground-truth and predicted class and instance all stay the same (four comparisons
+    per pixel); everything else — checks, sorting, counting — is done on the run starts (tens
+    of thousands for a 2-megapixel frame), each with its length (and summed weight). Every value
+    of a map occurs at some run start, so checking the run starts checks every pixel.
+    ``prediction.semantic`` values below 0 are void. The shapes must agree (callers check this
+    first to report the offending file).
     """
     if ground_truth.shape != prediction.shape:
         raise ValueError(f"shape {prediction.shape} != ground truth {ground_truth.shape}")
     if weights is not None and weights.shape != ground_truth.shape:
         raise ValueError(f"weights shape {weights.shape} != frame shape {ground_truth.shape}")
-    pred_semantic = prediction.semantic.ravel()
-    if pred_semantic.size and int(pred_semantic.min()) < VOID_PREDICTION:
-        pred_semantic = np.maximum(pred_semantic, VOID_PREDICTION)
-    gt = _encode_segments(
-        ground_truth.semantic.ravel(), ground_truth.instance.ravel(), class_offset=0
-    )
-    pred = _encode_segments(pred_semantic, prediction.instance.ravel(), class_offset=1)
-    if gt.codes.size == 0:
+    maps = [
+        np.ravel(ground_truth.semantic),
+        np.ravel(ground_truth.instance),
+        np.ravel(prediction.semantic),
+        np.ravel(prediction.instance),
+    ]
+    if maps[0].size == 0:
         return JointHistogram.empty()
-
-    starts = _run_starts(gt.codes, pred.codes)
-    lengths = np.diff(starts, append=gt.codes.size).astype(np.float64)
-    run_weights = lengths if weights is None else np.add.reduceat(weights.ravel(), starts)
-    gt_ranks, gt_present = _rank_codes(gt.codes[starts], gt.space)
-    pred_ranks, pred_present = _rank_codes(pred.codes[starts], pred.space)
-    num_pred = pred_present.size
-    pair_codes = gt_ranks.astype(np.int64) * num_pred + pred_ranks
-    pair_ranks, pairs = _rank_codes(pair_codes, gt_present.size * num_pred)
-    # Counts are sums of integer lengths below 2**53, so the float sums are exact.
-    pixels = np.bincount(pair_ranks, weights=lengths, minlength=pairs.size).astype(np.int64)
-    weight = np.bincount(pair_ranks, weights=run_weights, minlength=pairs.size)
-
-    gt_index, pred_index = np.divmod(pairs, num_pred)
-    gt_classes, gt_instances = gt.decode(gt_present[gt_index])
-    pred_classes, pred_instances = pred.decode(pred_present[pred_index])
-    # Codes and ranks preserve the order of (class, instance), so the rows come out sorted.
-    return JointHistogram(
-        gt_class=gt_classes.astype(np.int32),
-        gt_instance=gt_instances.astype(np.int32),
-        pred_class=pred_classes.astype(np.int32),
-        pred_instance=pred_instances.astype(np.int32),
-        pixels=pixels,
-        weight=weight.astype(np.float64),
+    starts = _run_starts(maps)
+    gt_class, gt_instance, pred_class, pred_instance = (np.take(values, starts) for values in maps)
+    if min(int(gt_instance.min()), int(pred_instance.min())) < 0:
+        raise ValueError("instance ids must be non-negative")
+    if int(gt_class.min()) < 0:
+        raise ValueError("ground-truth class ids must be non-negative")
+    pred_class = np.maximum(pred_class, VOID_PREDICTION)
+    lengths = np.diff(starts, append=maps[0].size)
+    run_weights = (
+        lengths.astype(np.float64)
+        if weights is None
+        else np.add.reduceat(np.ravel(weights), starts)
     )
+    return _reduce_rows(gt_class, gt_instance, pred_class, pred_instance, lengths, run_weights)
 
 
 @dataclass

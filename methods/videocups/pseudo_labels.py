@@ -10,7 +10,8 @@ clips, so it is applied afterwards (:func:`finalize_clip`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,9 @@ class PseudoLabelSettings:
     low_scale: float = LOW_RESOLUTION_SCALE
     crf: bool = True
     crf_iterations: int = CRF_ITERATIONS  # CUPS' MAX_ITER
+    #: None: numpy/scipy CRF and region growing; a torch device ("cpu", "cuda"): both in torch
+    #: there (same results: methods/videocups/crf_torch.py, instances_torch.py).
+    device: str | None = None
     temperature: float = DEFAULT_TEMPERATURE
     propagation: bool = True
     tau_match: float = 0.4
@@ -93,9 +97,16 @@ def frame_semantics(
         use_sliding_window=settings.depth_guided,
         use_depth_guidance=settings.depth_guided,
         use_crf=settings.crf,
-        crf=CrfParameters(iterations=settings.crf_iterations),
+        crf=CrfParameters(iterations=settings.crf_iterations, device=settings.device),
         temperature=settings.temperature,
     )
+
+
+def _torch_region_growing(device: str) -> Callable[..., LabelMap]:
+    """Region growing in torch on ``device`` (torch is imported only when asked for)."""
+    from methods.videocups.instances_torch import region_growing_torch
+
+    return functools.partial(region_growing_torch, device=device)
 
 
 def clip_pseudo_labels(
@@ -115,8 +126,9 @@ def clip_pseudo_labels(
         flow = forward[t] if t < count - 1 else -backward[t - 1] if count > 1 else None
         if flow is None:
             flow = np.zeros((*cue.depth.shape, 2), dtype=np.float32)
+        grow = region_growing if settings.device is None else _torch_region_growing(settings.device)
         instances.append(
-            region_growing(
+            grow(
                 cue.depth,
                 flow,
                 cue.motion,

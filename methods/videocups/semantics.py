@@ -323,6 +323,9 @@ class CrfParameters:
     bilateral_spatial_sigma: float = CRF_BILATERAL_SPATIAL_SIGMA
     bilateral_colour_sigma: float = CRF_BILATERAL_COLOUR_SIGMA
     bilateral_weight: float = CRF_BILATERAL_WEIGHT
+    #: None: the numpy/scipy iterations; a torch device ("cpu", "cuda"): the same iterations in
+    #: torch on that device (:mod:`methods.videocups.crf_torch`).
+    device: str | None = None
 
 
 def dense_crf(
@@ -483,6 +486,10 @@ def semantic_probabilities(
     if not use_crf:
         return np.ascontiguousarray(probabilities, dtype=np.float32)
     settings = crf if crf is not None else CrfParameters()
+    if settings.device is not None:
+        from methods.videocups.crf_torch import dense_crf_torch  # torch only when asked for
+
+        return dense_crf_torch(probabilities, image, settings, settings.device)
     return dense_crf(
         probabilities,
         image,

@@ -63,11 +63,10 @@ from vpsbench.datasets.common import (
     check_image,
     check_size,
     check_split,
-    evaluation_frame,
     format_ids,
     invalid_ids,
     lookup_table,
-    map_classes,
+    native_to_evaluation_frame,
     problem,
     require_directory,
     require_file,
@@ -219,8 +218,9 @@ class CityscapesVps(Dataset):
         annotation = self._annotation(split, frame.name)
         path = require_regular_file(self._label_dir(split) / annotation.file_name)
         native = read_coco_panoptic_png(path, annotation.segments, CS19_THINGS, IGNORE_LABEL)
-        semantic = map_classes(native.semantic, self._class_table(), path)
-        return evaluation_frame(semantic, native.instance, self.label_space().thing_classes)
+        return native_to_evaluation_frame(
+            native, self._class_table(), self.label_space().thing_classes, path
+        )
 
     # -- verify ---------------------------------------------------------------------------------
     def verify(self, split: str) -> list[Problem]:

@@ -184,6 +184,45 @@ def evaluation_frame(
     return PanopticFrame.from_arrays(semantic, np.where(things, instance, 0))
 
 
+def native_to_evaluation_frame(
+    native: PanopticFrame,
+    table: npt.NDArray[np.int32],
+    thing_classes: frozenset[int],
+    path: Path,
+) -> PanopticFrame:
+    """:func:`map_classes` then :func:`evaluation_frame`, with the same result and errors.
+
+    Both are lookups by class, so they are done once per raster run of the class map (tens of
+    thousands of runs in a 2-megapixel frame, not millions of pixels); the per-pixel work is one
+    comparison, one expansion of the runs and one multiplication. An identity mapping returns
+    the class map itself.
+    """
+    semantic = native.semantic
+    values = semantic.reshape(-1)
+    if values.size == 0:
+        return evaluation_frame(map_classes(semantic, table, path), native.instance, thing_classes)
+    change = np.empty(values.size, dtype=bool)
+    change[0] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=values.size)
+    run_values = values[starts]
+    in_range = (run_values >= 0) & (run_values < table.size)
+    mapped = np.full(run_values.shape, INVALID_ID, dtype=np.int32)
+    mapped[in_range] = table[run_values[in_range]]
+    if (mapped == INVALID_ID).any():
+        bad = invalid_ids(run_values, table)
+        raise InputError(path, f"class ids {format_ids(bad)} are not in the native class set")
+    if np.array_equal(mapped, run_values):
+        classes = np.asarray(semantic, dtype=np.int32)
+    else:
+        classes = np.repeat(mapped, lengths).reshape(semantic.shape)
+    is_thing = np.zeros(max(int(mapped.max()) + 1, 256), dtype=bool)
+    is_thing[list(thing_classes)] = True
+    keep = np.repeat(is_thing[np.maximum(mapped, 0)], lengths).reshape(semantic.shape)
+    return PanopticFrame.from_arrays(classes, np.multiply(native.instance, keep, dtype=np.int32))
+
+
 def ignore_small_instances(frame: PanopticFrame, min_area: int) -> PanopticFrame:
     """Set thing instances with fewer than ``min_area`` pixels in this frame to ignore (255)."""
     if min_area <= 0:

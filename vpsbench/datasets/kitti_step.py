@@ -55,11 +55,10 @@ from vpsbench.datasets.cityscapes_labels import (
 from vpsbench.datasets.common import (
     check_image,
     check_split,
-    evaluation_frame,
     format_ids,
     invalid_ids,
     lookup_table,
-    map_classes,
+    native_to_evaluation_frame,
     numbered_files,
     problem,
     require_directory,
@@ -202,8 +201,9 @@ class KittiStep(Dataset):
         """Decode the STEP png and map it into the chosen label space."""
         path = require_regular_file(self._label_path(split, frame))
         native = read_step_png(path)
-        semantic = map_classes(native.semantic, self._class_table(), path)
-        return evaluation_frame(semantic, native.instance, self.label_space().thing_classes)
+        return native_to_evaluation_frame(
+            native, self._class_table(), self.label_space().thing_classes, path
+        )
 
     # -- verify ---------------------------------------------------------------------------------
     def verify(self, split: str) -> list[Problem]:

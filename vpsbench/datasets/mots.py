@@ -50,12 +50,11 @@ from vpsbench.datasets.base import (
 from vpsbench.datasets.common import (
     check_image,
     check_split,
-    evaluation_frame,
     format_ids,
     image_size,
     invalid_ids,
     lookup_table,
-    map_classes,
+    native_to_evaluation_frame,
     numbered_files,
     problem,
     require_regular_file,
@@ -252,8 +251,12 @@ class MotsLayoutDataset(Dataset):
     def load_ground_truth(self, split: str, frame: FrameRef) -> PanopticFrame:
         """Map the MOTS classes into the evaluation space; things keep their instance ids."""
         native = self.load_native(split, frame)
-        semantic = map_classes(native.semantic, self._class_table(), self._label_path(split, frame))
-        return evaluation_frame(semantic, native.instance, self.label_space().thing_classes)
+        return native_to_evaluation_frame(
+            native,
+            self._class_table(),
+            self.label_space().thing_classes,
+            self._label_path(split, frame),
+        )
 
     def class_mapping(self) -> Sequence[ClassMappingRow]:
         """Each MOTS class → its evaluation class."""

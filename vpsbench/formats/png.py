@@ -3,8 +3,10 @@
 Pillow alone accepts some damaged files silently (a flipped bit inside the compressed data may
 decode to wrong pixels, a file cut just before its end chunk decodes fine), so :func:`read_png`
 first walks the PNG chunk structure itself: signature, chunk lengths, the CRC of every critical
-chunk and the final ``IEND`` chunk. Only then does Pillow decode the pixels, with no global Pillow
-setting changed.
+chunk and the final ``IEND`` chunk. Only then are the pixels decoded: by libspng (``pyspng``,
+about four times faster) for the formats label maps use most, non-interlaced 8-bit RGB and 8-bit
+gray, and by Pillow for everything else (and whenever ``pyspng`` is not installed), with no
+global Pillow setting changed. Both give the same samples (tests compare them bit for bit).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+try:
+    import pyspng
+except ImportError:  # pragma: no cover - the Pillow path decodes everything
+    pyspng = None
 
 from vpsbench.errors import InputError
 from vpsbench.formats.atomic import atomic_write
@@ -44,6 +51,7 @@ class PngHeader:
     height: int
     bit_depth: int
     color_type: int
+    interlaced: bool = False
 
     @property
     def description(self) -> str:
@@ -82,7 +90,7 @@ def _check_png_structure(data: bytes) -> PngHeader:
             if chunk_type != b"IHDR" or length != 13:
                 raise ValueError("corrupt PNG (first chunk is not a valid IHDR)")
             width, height, bit_depth, color_type = struct.unpack(">IIBB", body[:10])
-            header = PngHeader(width, height, bit_depth, color_type)
+            header = PngHeader(width, height, bit_depth, color_type, body[12] != 0)
         if chunk_type == b"IEND":
             return header
         pos = end
@@ -133,18 +141,43 @@ def read_png(path: str | Path) -> PngArray:
     (missing file, not a PNG, truncated or corrupt data, 16-bit colour) raises :class:`InputError`.
     """
     data = _read_bytes(path)
+    array: PngArray
     try:
         header = _check_png_structure(data)
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-            image.load()
-            array = _image_to_array(image, header)
+        spng_format = _SPNG_FORMATS.get((header.bit_depth, header.color_type))
+        if pyspng is not None and spng_format is not None and not header.interlaced:
+            _check_pixel_count(header)
+            array = np.asarray(pyspng.load(data, spng_format), dtype=np.uint8)
+        else:
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+                image.load()
+                array = _image_to_array(image, header)
     except Image.DecompressionBombError:
         raise InputError(path, "PNG too large to decode safely") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        RuntimeError,
+        struct.error,
+        zlib.error,
+    ) as exc:
         raise InputError(path, _one_line(exc)) from None
     if array.shape[:2] != (header.height, header.width):
         raise InputError(path, f"decoded size {array.shape[:2]} does not match the PNG header")
     return array
+
+
+# (bit depth, colour type) → libspng output format for the formats it decodes here.
+_SPNG_FORMATS = {(8, 2): "RGB", (8, 0): "L"}
+
+
+def _check_pixel_count(header: PngHeader) -> None:
+    """Refuse what Pillow refuses as a decompression bomb, so both decoders accept the same."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and header.width * header.height > 2 * limit:
+        raise Image.DecompressionBombError(f"{header.width}x{header.height} pixels")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,11 +23,18 @@ def decode_step(rgb: npt.NDArray[np.uint8]) -> PanopticFrame:
     """Split a uint8 (H,W,3) STEP image into semantic (R) and instance (G*256 + B) maps."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"STEP image must be uint8 (H,W,3), got {rgb.dtype} {rgb.shape}")
-    semantic = rgb[:, :, 0].astype(np.int32)
-    instance = rgb[:, :, 1].astype(np.int32)
-    instance <<= 8
-    instance |= rgb[:, :, 2]
-    return PanopticFrame(semantic, instance)
+    height, width = rgb.shape[:2]
+    if rgb.size == 0 or not rgb.flags.c_contiguous:
+        instance = rgb[:, :, 1].astype(np.int32)
+        instance <<= 8
+        instance |= rgb[:, :, 2]
+        return PanopticFrame(rgb[:, :, 0].astype(np.int32), instance)
+    # One strided pass each: R as bytes, (G, B) read as one big-endian 16-bit number.
+    buffer = rgb.reshape(-1)
+    strides = (3 * width, 3)
+    red = np.ndarray((height, width), dtype=np.uint8, buffer=buffer, offset=0, strides=strides)
+    green_blue = np.ndarray((height, width), dtype=">u2", buffer=buffer, offset=1, strides=strides)
+    return PanopticFrame(red.astype(np.int32), green_blue.astype(np.int32))
 
 
 def encode_step(frame: PanopticFrame) -> npt.NDArray[np.uint8]:
