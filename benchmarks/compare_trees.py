@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks beside this file
 
-from benchmarks.bench_evaluate import write_split  # noqa: E402
+from bench_evaluate import write_split  # noqa: E402
 
 RUN = """
 import sys, time
