@@ -256,12 +256,20 @@ def _label_sequence(
     centroids: np.ndarray,
     out: str,
     head: str | None = None,
+    device: str = "cpu",
 ) -> str:
-    """Worker: pseudo-label one sequence and store its raw labels and split counts."""
+    """Worker: pseudo-label one sequence and store its raw labels and split counts.
+
+    On ``device="cuda"`` the cue networks, the dense CRF and region growing run on the GPU; on the
+    CPU the CRF and region growing keep their numpy path.
+    """
     dataset = open_dataset(dataset_name, root, protocol)
-    cues = with_semantic_head(build_cues(config, dataset), head)
+    cues = with_semantic_head(build_cues(config, dataset, device), head)
     clip = VideoClip(dataset, split, sequence)
-    frames = clip_pseudo_labels(clip, cues, centroids, config.settings())
+    settings = config.settings()
+    if device != "cpu":
+        settings = replace(settings, device=device)
+    frames = clip_pseudo_labels(clip, cues, centroids, settings)
     folder = Path(out) / sequence.name
     pixels = np.zeros(config.num_pseudo_classes)
     inside = np.zeros(config.num_pseudo_classes)
@@ -373,6 +381,7 @@ class VideoCups(Method):
                 centroids,
                 str(raw),
                 None if head is None else str(head),
+                context.device,
             )
             for sequence in pending
         ]
