@@ -47,7 +47,9 @@ app.command("submit")(submit_command)
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
-DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")]
+DatasetOption = Annotated[
+    str, typer.Option("--dataset", "-d", help="Dataset name, or a dataset spec file (.toml/.yaml).")
+]
 RootOption = Annotated[
     Path | None,
     typer.Option(help="Dataset root (default: config file, then $VPSBENCH_DATA/<dataset>)."),
@@ -326,21 +328,30 @@ def datasets_list() -> None:
     """The datasets vpsbench knows."""
     table = Table("name", "description", "splits")
     for name in dataset_names():
-        cls = dataset_class(name)
+        try:
+            cls = dataset_class(name)
+        except VpsbenchError as error:  # a broken plugin is listed, not fatal
+            table.add_row(name, f"unavailable: {error}", "—")
+            continue
         table.add_row(name, cls.description, ", ".join(cls.facts.splits))
     console.print(table)
+    console.print(
+        "plugins: entry-point group vpsbench.datasets; or describe a dataset in a file: "
+        "--dataset path/to/spec.toml",
+        highlight=False,
+    )
 
 
 @datasets_app.command("info")
 def datasets_info(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name, or a spec file (.toml/.yaml).")],
     protocol: ProtocolOption = None,
 ) -> None:
     """Facts, protocol options and the class mapping into the evaluation label space."""
     cls = dataset_class(name)
     dataset = cls(Path("."), _parse_protocol(protocol))
     facts = cls.facts
-    console.print(f"[bold]{name}[/bold] — {cls.description}")
+    console.print(f"[bold]{cls.name}[/bold] — {cls.description}", highlight=False)
     for label, value in (
         ("splits", ", ".join(facts.splits)),
         ("resolution", facts.resolution),
@@ -387,7 +398,7 @@ def datasets_info(
 
 @datasets_app.command("verify")
 def datasets_verify(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name, or a spec file (.toml/.yaml).")],
     root: RootOption = None,
     split: SplitOption = None,
     protocol: ProtocolOption = None,
