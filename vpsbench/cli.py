@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from vpsbench.config import resolve_dataset_root
 from vpsbench.datasets import dataset_class, dataset_names, open_dataset
@@ -561,32 +562,49 @@ def visualize_command(
 def demo_command(
     cache: Annotated[
         Path | None,
-        typer.Option(help="Data folder (default $VPSBENCH_CACHE or ~/.cache/vpsbench)."),
+        typer.Option(
+            help="Folder for the demo's data, predictions and results (default: vpsbench's cache, "
+            "$VPSBENCH_CACHE or ~/.cache/vpsbench, where every command looks for synthetic)."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
     """Synthetic val split + noisy predictions → evaluation table and a picture."""
-    from vpsbench.demo import default_cache, write_demo_predictions
+    from vpsbench.demo import DEMO_DISK_MB, default_cache, folder_size, write_demo_predictions
     from vpsbench.visualize import render_sequence, write_strip
 
     folder = cache or default_cache()
-    dataset_root = folder / "synthetic"
-    console.print(f"synthetic val split (12 videos × 30 frames, 256×512) in {dataset_root}")
-    _prepare_with_progress(dataset_root, 12, 30, 256, 512, 0, ["val"], workers)
-    dataset = open_dataset("synthetic", dataset_root)
+    dataset_root = folder / "synthetic" if cache else resolve_dataset_root("synthetic")
     predictions_root = folder / "demo-predictions"
+    _check_output_paths({"--cache": folder / "demo.png"})
     console.print(
-        "predictions: ground truth + the documented noise model of vpsbench.demo "
-        "(not a method's output)"
+        f"the demo uses about {DEMO_DISK_MB} MB of disk: the synthetic val split (12 videos × 30 "
+        f"frames, 256×512) in {dataset_root}, predictions in {predictions_root}",
+        highlight=False,
     )
+    _prepare_with_progress(dataset_root, 12, 30, 256, 512, 0, ["val"], workers)
+    console.print(f"synthetic dataset ready at {dataset_root}", highlight=False)
+    dataset = open_dataset("synthetic", dataset_root)
     write_demo_predictions(dataset, "val", predictions_root)
+    console.print(
+        f"predictions written to {predictions_root}: ground truth + the documented noise model "
+        "of vpsbench.demo (not a method's output)",
+        highlight=False,
+    )
     job = EvaluationJob(dataset, "val", PredictionSource.open(predictions_root, "step"))
     result = _run_evaluation(
         job, EvaluationSettings(), None, workers, False, folder / "demo-results.json"
     )
     first = job.dataset.sequences("val")[0].name
     strip = render_sequence(job.dataset, "val", first, job.predictions, result.matching.as_dict())
-    console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}")
+    console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}", highlight=False)
+    used = folder_size(dataset_root) + folder_size(predictions_root)
+    console.print(
+        f"disk used: {used / 1e6:.0f} MB (dataset and predictions); "
+        f"score them yourself: vpsbench evaluate --dataset synthetic --root {dataset_root} "
+        f"--pred {predictions_root}",
+        highlight=False,
+    )
 
 
 @methods_app.command("list")
@@ -604,10 +622,23 @@ def methods_list() -> None:
     console.print(table)
 
 
+def _settings_table(method_name: str) -> Table:
+    """Every setting ``--set`` accepts for a method, with its type, default and meaning."""
+    from vpsbench.methods import config_fields, method_class
+
+    cls = method_class(method_name)
+    table = Table(
+        "setting", "type", "default", "meaning", title=f"{cls.name} settings (--set KEY=VALUE)"
+    )
+    for field_name, type_name, default, help_text in config_fields(cls.config_class):
+        table.add_row(field_name, type_name, str(default), help_text)
+    return table
+
+
 @methods_app.command("info")
 def methods_info(name: Annotated[str, typer.Argument(help="Method name.")]) -> None:
     """A method's stages, prediction format and every config setting with its default."""
-    from vpsbench.methods import config_fields, method_class
+    from vpsbench.methods import method_class, weight_settings
 
     cls = method_class(name)
     console.print(f"[bold]{cls.name}[/bold] — {cls.description}")
@@ -616,14 +647,42 @@ def methods_info(name: Annotated[str, typer.Argument(help="Method name.")]) -> N
     if cls.citation:
         console.print(f"  citation: {cls.citation}", highlight=False)
     if cls.weights_info:
-        console.print(f"  weights: {cls.weights_info} (--set weights=PATH)", highlight=False)
-    table = Table("setting", "type", "default", "meaning", title="Config (--set KEY=VALUE)")
-    for field_name, type_name, default, help_text in config_fields(cls.config_class):
-        table.add_row(field_name, type_name, str(default), help_text)
-    console.print(table)
+        keys = weight_settings(cls.config_class)
+        how = f" ({', '.join(f'--set {key}=PATH' for key in keys)})" if keys else ""
+        console.print(f"  weights: {cls.weights_info}{how}", highlight=False)
+    console.print(_settings_table(name))
 
 
-@app.command("run-method")
+class _RunMethodCommand(TyperCommand):
+    """``run-method``, keeping its raw arguments so that ``--help`` can see the method's name."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["vpsbench.raw_args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _run_method_help(ctx: typer.Context, value: bool) -> None:
+    """``run-method [NAME] --help``: the command's help, then NAME's settings when it is named."""
+    if not value or ctx.resilient_parsing:
+        return
+    console.print(ctx.get_help(), highlight=False)
+    raw = [arg for arg in ctx.meta.get("vpsbench.raw_args", []) if arg != "--help"]
+    try:
+        name = ctx.command.make_parser(ctx).parse_args(raw)[0].get("name")
+    except Exception:  # a usage error of the other options: the help is shown all the same
+        name = None
+    if isinstance(name, str):
+        try:
+            console.print(_settings_table(name))
+        except VpsbenchError as error:
+            _error_line(f"error: {error}")
+            raise typer.Exit(2) from None
+    else:
+        console.print("`vpsbench run-method NAME --help` also lists NAME's settings.")
+    raise typer.Exit(0)
+
+
+@app.command("run-method", add_help_option=False, cls=_RunMethodCommand)
 def run_method_command(
     name: Annotated[str, typer.Argument(help="Method name (vpsbench methods list).")],
     dataset: DatasetOption,
@@ -635,11 +694,21 @@ def run_method_command(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Setting KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Setting KEY=VALUE (repeatable; NAME --help lists them)."),
     ] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     sequences: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
+    help_: Annotated[
+        bool,
+        typer.Option(
+            "--help",
+            is_eager=True,
+            callback=_run_method_help,
+            help="Show this message and the method's settings, then exit.",
+        ),
+    ] = False,
 ) -> None:
     """Run a method's stages into a run directory, then score its predictions."""
     from vpsbench.methods.runner import RunRequest, run_method, stage_names

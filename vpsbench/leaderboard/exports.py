@@ -1,7 +1,8 @@
 """Machine- and README-friendly exports of the board: ``leaderboard.json`` and ``.md``.
 
 Both list boards of real data first and the synthetic boards in a section of their own; a row of a
-weight-free stand-in has no rank, says so in its name and carries ``stand_in: true``.
+weight-free stand-in has no rank, says so in its name and carries ``stand_in: true``; the
+supervised upper bound has no rank either and carries ``reference: true``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from vpsbench.leaderboard.database import LeaderboardDatabase
 from vpsbench.leaderboard.site import (
+    REFERENCE_LABEL,
     REPORTED_NOTE,
     REPRODUCED_NOTE,
     STAND_IN_LABEL,
@@ -23,8 +25,8 @@ from vpsbench.leaderboard.site import (
 from vpsbench.records import neutralise_bidi
 
 #: 2: rows gained ``model``, ``stand_in`` and ``command``; a stand-in's ``rank`` is null; boards
-#: gained ``synthetic``.
-EXPORT_SCHEMA_VERSION = 2
+#: gained ``synthetic``. 3: rows gained ``reference`` (the supervised upper bound: rank null).
+EXPORT_SCHEMA_VERSION = 3
 _MARKDOWN_SPECIAL = "\\`*_[]|~"
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 
@@ -42,6 +44,7 @@ def leaderboard_document(database: LeaderboardDatabase) -> dict[str, Any]:
                 "provenance": row.provenance,
                 "model": row.model,
                 "stand_in": row.stand_in,
+                "reference": row.reference,
                 "command": row.command,
                 "stq": row.stq,
                 "aq": row.aq,
@@ -118,7 +121,9 @@ def leaderboard_markdown(database: LeaderboardDatabase) -> str:
                 provenance = "**reproduced**"
             if row.stand_in:
                 provenance += f" · *{STAND_IN_LABEL}*"
-            numbers = " | ".join(percent(v, row.precision) for v in (row.stq, row.aq, row.sq))
+            if row.reference:
+                provenance += f" · *{REFERENCE_LABEL}*"
+            numbers = " | ".join(percent(v) for v in (row.stq, row.aq, row.sq))
             rank = "–" if row.rank is None else str(row.rank)
             name = markdown_text(display_name(row.method_name, row.stand_in))
             lines.append(f"| {rank} | {name} | {numbers} | {provenance} |")
