@@ -15,6 +15,7 @@ from typer.core import TyperCommand
 
 from vpsbench.config import resolve_dataset_root
 from vpsbench.datasets import dataset_class, dataset_names, open_dataset
+from vpsbench.datasets.common import require_regular_file
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.evaluation import (
     ALL_METRICS,
@@ -545,6 +546,9 @@ def visualize_command(
     """Draw frames, ground truth and prediction of one sequence side by side (PNG)."""
     from vpsbench.visualize import mapping_from_results, render_sequence, write_strip
 
+    _check_output_paths({"--out": out})
+    if results is not None:
+        require_regular_file(results)
     job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, None)
     mapping = None
     if results is not None:
