@@ -252,6 +252,19 @@ def _check_output_paths(paths: dict[str, Path | None]) -> None:
             raise InputError(path, f"{option}: no permission to write in {parent}")
 
 
+def _check_output_folder(option: str, path: Path) -> None:
+    """Fail at once on a folder to write into that is a file, lies under one or is read-only."""
+    if path.exists() and not path.is_dir():
+        raise InputError(path, f"{option} names a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(path, f"{option}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(path, f"{option}: no permission to write in {existing}")
+
+
 def _run_evaluation(
     job: EvaluationJob,
     settings: EvaluationSettings,
@@ -446,7 +459,9 @@ def datasets_prepare(
     if from_tfrecords is not None:
         if name != "waymo":
             raise VpsbenchError("--from-tfrecords converts Waymo's TFRecords: use it with waymo")
-        _prepare_waymo(from_tfrecords, resolve_dataset_root(name, root), split, cameras, workers)
+        target = resolve_dataset_root(name, root)
+        _check_output_folder("--root", target)
+        _prepare_waymo(from_tfrecords, target, split, cameras, workers)
         return
     if name != "synthetic":
         cls = dataset_class(name)
@@ -456,6 +471,8 @@ def datasets_prepare(
         )
     height, width = _parse_size(size)
     target = resolve_dataset_root(name, root)
+    _check_output_folder("--root", target)
+    console.print(f"writing the synthetic dataset to {target}", highlight=False)
     _prepare_with_progress(target, videos, frames, height, width, seed, split or ["val"], workers)
     console.print(f"synthetic dataset ready at {target}")
 
@@ -580,7 +597,8 @@ def demo_command(
     folder = cache or default_cache()
     dataset_root = folder / "synthetic" if cache else resolve_dataset_root("synthetic")
     predictions_root = folder / "demo-predictions"
-    _check_output_paths({"--cache": folder / "demo.png"})
+    _check_output_folder("--cache", folder)
+    _check_output_folder("--root", dataset_root)
     console.print(
         f"the demo uses about {DEMO_DISK_MB} MB of disk: the synthetic val split (12 videos × 30 "
         f"frames, 256×512) in {dataset_root}, predictions in {predictions_root}",
@@ -603,10 +621,11 @@ def demo_command(
     strip = render_sequence(job.dataset, "val", first, job.predictions, result.matching.as_dict())
     console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}", highlight=False)
     used = folder_size(dataset_root) + folder_size(predictions_root)
+    found_by_default = dataset_root == resolve_dataset_root("synthetic")
+    root_option = "" if found_by_default else f" --root {dataset_root}"
     console.print(
-        f"disk used: {used / 1e6:.0f} MB (dataset and predictions); "
-        f"score them yourself: vpsbench evaluate --dataset synthetic --root {dataset_root} "
-        f"--pred {predictions_root}",
+        f"disk used: {used / 1e6:.0f} MB (dataset and predictions); score them yourself: "
+        f"vpsbench evaluate --dataset synthetic{root_option} --pred {predictions_root}",
         highlight=False,
     )
 
@@ -631,9 +650,10 @@ def _settings_table(method_name: str) -> Table:
     from vpsbench.methods import config_fields, method_class
 
     cls = method_class(method_name)
-    table = Table(
-        "setting", "type", "default", "meaning", title=f"{cls.name} settings (--set KEY=VALUE)"
-    )
+    table = Table(title=f"{cls.name} settings (--set KEY=VALUE)")
+    table.add_column("setting", no_wrap=True)  # names stay whole, to be copied into --set
+    for column in ("type", "default", "meaning"):
+        table.add_column(column)
     for field_name, type_name, default, help_text in config_fields(cls.config_class):
         table.add_row(field_name, type_name, str(default), help_text)
     return table

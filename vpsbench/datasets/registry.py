@@ -11,6 +11,7 @@ and spec files (``--dataset path/to/spec.toml``, see :mod:`vpsbench.datasets.spe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -47,6 +48,8 @@ def dataset_names() -> list[str]:
 
 def _load_plugin(point: EntryPoint) -> type[Dataset]:
     """Import a plugin's loader class; any failure is one line naming the plugin."""
+    from vpsbench.records import SLUG_PATTERN
+
     where = f"dataset plugin {point.name!r} ({point.value}, entry-point group {ENTRY_POINT_GROUP})"
     try:
         loaded = point.load()
@@ -56,6 +59,10 @@ def _load_plugin(point: EntryPoint) -> type[Dataset]:
         ) from None
     if not (isinstance(loaded, type) and issubclass(loaded, Dataset)):
         raise VpsbenchError(f"{where} is not a Dataset subclass")
+    if not re.fullmatch(SLUG_PATTERN, point.name):
+        raise VpsbenchError(
+            f"{where}: a dataset name must be a slug (lower-case words joined by -_.)"
+        )
     if getattr(loaded, "name", None) != point.name:
         found = getattr(loaded, "name", None)
         raise VpsbenchError(f"{where} loads dataset {found!r}; names must agree")
