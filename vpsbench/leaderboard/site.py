@@ -251,7 +251,8 @@ def _summary_section(boards: Sequence[BoardKey], summary: Sequence[SummaryRow]) 
         '<p class="legend">STQ per dataset split; the mean is over the splits a method has. '
         'Amber italic: <span class="badge reported">reported</span> numbers, '
         f'{REPORTED_NOTE}; green: <span class="badge reproduced">reproduced</span>, '
-        f"{REPRODUCED_NOTE}. Synthetic data and weight-free stand-ins are not in this table.</p>\n"
+        f"{REPRODUCED_NOTE}. Synthetic data, weight-free stand-ins and the supervised upper "
+        "bound (a reference) are not in this table.</p>\n"
         f"{_sortable_table('summary-table', headers, rows)}</section>\n"
     )
 
