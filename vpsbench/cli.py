@@ -598,7 +598,7 @@ def demo_command(
     dataset_root = folder / "synthetic" if cache else resolve_dataset_root("synthetic")
     predictions_root = folder / "demo-predictions"
     _check_output_folder("--cache", folder)
-    _check_output_folder("--root", dataset_root)
+    _check_output_folder("--cache", dataset_root)
     console.print(
         f"the demo uses about {DEMO_DISK_MB} MB of disk: the synthetic val split (12 videos × 30 "
         f"frames, 256×512) in {dataset_root}, predictions in {predictions_root}",
