@@ -6,16 +6,18 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from vpsbench import api
 from vpsbench.config import resolve_dataset_root
 from vpsbench.datasets import dataset_class, dataset_names, open_dataset
+from vpsbench.datasets.common import require_regular_file
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.evaluation import (
     ALL_METRICS,
@@ -51,7 +53,9 @@ app.command("submit")(submit_command)
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
-DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")]
+DatasetOption = Annotated[
+    str, typer.Option("--dataset", "-d", help="Dataset name, or a dataset spec file (.toml/.yaml).")
+]
 RootOption = Annotated[
     Path | None,
     typer.Option(help="Dataset root (default: config file, then $VPSBENCH_DATA/<dataset>)."),
@@ -314,6 +318,19 @@ def _check_output_paths(paths: dict[str, Path | None]) -> None:
             raise InputError(path, f"{option}: no permission to write in {parent}")
 
 
+def _check_output_folder(option: str, path: Path) -> None:
+    """Fail at once on a folder to write into that is a file, lies under one or is read-only."""
+    if path.exists() and not path.is_dir():
+        raise InputError(path, f"{option} names a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(path, f"{option}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(path, f"{option}: no permission to write in {existing}")
+
+
 def _run_evaluation(
     job: EvaluationJob,
     settings: EvaluationSettings,
@@ -442,21 +459,30 @@ def datasets_list() -> None:
     """The datasets vpsbench knows."""
     table = Table("name", "description", "splits")
     for name in dataset_names():
-        cls = dataset_class(name)
+        try:
+            cls = dataset_class(name)
+        except VpsbenchError as error:  # a broken plugin is listed, not fatal
+            table.add_row(name, f"unavailable: {error}", "—")
+            continue
         table.add_row(name, cls.description, ", ".join(cls.facts.splits))
     console.print(table)
+    console.print(
+        "plugins: entry-point group vpsbench.datasets; or describe a dataset in a file: "
+        "--dataset path/to/spec.toml",
+        highlight=False,
+    )
 
 
 @datasets_app.command("info")
 def datasets_info(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name, or a spec file (.toml/.yaml).")],
     protocol: ProtocolOption = None,
 ) -> None:
     """Facts, protocol options and the class mapping into the evaluation label space."""
     cls = dataset_class(name)
     dataset = cls(Path("."), _parse_protocol(protocol))
     facts = cls.facts
-    console.print(f"[bold]{name}[/bold] — {cls.description}")
+    console.print(f"[bold]{cls.name}[/bold] — {cls.description}", highlight=False)
     for label, value in (
         ("splits", ", ".join(facts.splits)),
         ("resolution", facts.resolution),
@@ -503,7 +529,7 @@ def datasets_info(
 
 @datasets_app.command("verify")
 def datasets_verify(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name, or a spec file (.toml/.yaml).")],
     root: RootOption = None,
     split: SplitOption = None,
     protocol: ProtocolOption = None,
@@ -549,7 +575,9 @@ def datasets_prepare(
     if from_tfrecords is not None:
         if name != "waymo":
             raise VpsbenchError("--from-tfrecords converts Waymo's TFRecords: use it with waymo")
-        _prepare_waymo(from_tfrecords, resolve_dataset_root(name, root), split, cameras, workers)
+        target = resolve_dataset_root(name, root)
+        _check_output_folder("--root", target)
+        _prepare_waymo(from_tfrecords, target, split, cameras, workers)
         return
     if name != "synthetic":
         cls = dataset_class(name)
@@ -559,6 +587,8 @@ def datasets_prepare(
         )
     height, width = _parse_size(size)
     target = resolve_dataset_root(name, root)
+    _check_output_folder("--root", target)
+    console.print(f"writing the synthetic dataset to {target}", highlight=False)
     _prepare_with_progress(target, videos, frames, height, width, seed, split or ["val"], workers)
     console.print(f"synthetic dataset ready at {target}")
 
@@ -649,6 +679,9 @@ def visualize_command(
     """Draw frames, ground truth and prediction of one sequence side by side (PNG)."""
     from vpsbench.visualize import mapping_from_results, render_sequence, write_strip
 
+    _check_output_paths({"--out": out})
+    if results is not None:
+        require_regular_file(results)
     job = _open_job(dataset, root, split, protocol, pred, pred_format, pred_divisor, None)
     mapping = None
     if results is not None:
@@ -666,32 +699,51 @@ def visualize_command(
 def demo_command(
     cache: Annotated[
         Path | None,
-        typer.Option(help="Data folder (default $VPSBENCH_CACHE or ~/.cache/vpsbench)."),
+        typer.Option(
+            help="Folder for the demo's data, predictions and results (default: vpsbench's cache, "
+            "$VPSBENCH_CACHE or ~/.cache/vpsbench, where every command looks for synthetic)."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
     """Synthetic val split + noisy predictions → evaluation table and a picture."""
-    from vpsbench.demo import default_cache, write_demo_predictions
+    from vpsbench.demo import DEMO_DISK_MB, default_cache, folder_size, write_demo_predictions
     from vpsbench.visualize import render_sequence, write_strip
 
     folder = cache or default_cache()
-    dataset_root = folder / "synthetic"
-    console.print(f"synthetic val split (12 videos × 30 frames, 256×512) in {dataset_root}")
-    _prepare_with_progress(dataset_root, 12, 30, 256, 512, 0, ["val"], workers)
-    dataset = open_dataset("synthetic", dataset_root)
+    dataset_root = folder / "synthetic" if cache else resolve_dataset_root("synthetic")
     predictions_root = folder / "demo-predictions"
+    _check_output_folder("--cache", folder)
+    _check_output_folder("--cache", dataset_root)
     console.print(
-        "predictions: ground truth + the documented noise model of vpsbench.demo "
-        "(not a method's output)"
+        f"the demo uses about {DEMO_DISK_MB} MB of disk: the synthetic val split (12 videos × 30 "
+        f"frames, 256×512) in {dataset_root}, predictions in {predictions_root}",
+        highlight=False,
     )
+    _prepare_with_progress(dataset_root, 12, 30, 256, 512, 0, ["val"], workers)
+    console.print(f"synthetic dataset ready at {dataset_root}", highlight=False)
+    dataset = open_dataset("synthetic", dataset_root)
     write_demo_predictions(dataset, "val", predictions_root)
+    console.print(
+        f"predictions written to {predictions_root}: ground truth + the documented noise model "
+        "of vpsbench.demo (not a method's output)",
+        highlight=False,
+    )
     job = EvaluationJob(dataset, "val", PredictionSource.open(predictions_root, "step"))
     result = _run_evaluation(
         job, EvaluationSettings(), None, workers, False, folder / "demo-results.json"
     )
     first = job.dataset.sequences("val")[0].name
     strip = render_sequence(job.dataset, "val", first, job.predictions, result.matching.as_dict())
-    console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}")
+    console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}", highlight=False)
+    used = folder_size(dataset_root) + folder_size(predictions_root)
+    found_by_default = dataset_root == resolve_dataset_root("synthetic")
+    root_option = "" if found_by_default else f" --root {dataset_root}"
+    console.print(
+        f"disk used: {used / 1e6:.0f} MB (dataset and predictions); score them yourself: "
+        f"vpsbench evaluate --dataset synthetic{root_option} --pred {predictions_root}",
+        highlight=False,
+    )
 
 
 @methods_app.command("list")
@@ -709,10 +761,24 @@ def methods_list() -> None:
     console.print(table)
 
 
+def _settings_table(method_name: str) -> Table:
+    """Every setting ``--set`` accepts for a method, with its type, default and meaning."""
+    from vpsbench.methods import config_fields, method_class
+
+    cls = method_class(method_name)
+    table = Table(title=f"{cls.name} settings (--set KEY=VALUE)")
+    table.add_column("setting", no_wrap=True)  # names stay whole, to be copied into --set
+    for column in ("type", "default", "meaning"):
+        table.add_column(column)
+    for field_name, type_name, default, help_text in config_fields(cls.config_class):
+        table.add_row(field_name, type_name, str(default), help_text)
+    return table
+
+
 @methods_app.command("info")
 def methods_info(name: Annotated[str, typer.Argument(help="Method name.")]) -> None:
     """A method's stages, prediction format and every config setting with its default."""
-    from vpsbench.methods import config_fields, method_class
+    from vpsbench.methods import method_class, weight_settings
 
     cls = method_class(name)
     console.print(f"[bold]{cls.name}[/bold] — {cls.description}")
@@ -721,14 +787,42 @@ def methods_info(name: Annotated[str, typer.Argument(help="Method name.")]) -> N
     if cls.citation:
         console.print(f"  citation: {cls.citation}", highlight=False)
     if cls.weights_info:
-        console.print(f"  weights: {cls.weights_info} (--set weights=PATH)", highlight=False)
-    table = Table("setting", "type", "default", "meaning", title="Config (--set KEY=VALUE)")
-    for field_name, type_name, default, help_text in config_fields(cls.config_class):
-        table.add_row(field_name, type_name, str(default), help_text)
-    console.print(table)
+        keys = weight_settings(cls.config_class)
+        how = f" ({', '.join(f'--set {key}=PATH' for key in keys)})" if keys else ""
+        console.print(f"  weights: {cls.weights_info}{how}", highlight=False)
+    console.print(_settings_table(name))
 
 
-@app.command("run-method")
+class _RunMethodCommand(TyperCommand):
+    """``run-method``, keeping its raw arguments so that ``--help`` can see the method's name."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["vpsbench.raw_args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def _run_method_help(ctx: typer.Context, value: bool) -> None:
+    """``run-method [NAME] --help``: the command's help, then NAME's settings when it is named."""
+    if not value or ctx.resilient_parsing:
+        return
+    console.print(ctx.get_help(), highlight=False)
+    raw = [arg for arg in ctx.meta.get("vpsbench.raw_args", []) if arg != "--help"]
+    try:
+        name = ctx.command.make_parser(ctx).parse_args(raw)[0].get("name")
+    except Exception:  # a usage error of the other options: the help is shown all the same
+        name = None
+    if isinstance(name, str):
+        try:
+            console.print(_settings_table(name))
+        except VpsbenchError as error:
+            _error_line(f"error: {error}")
+            raise typer.Exit(2) from None
+    else:
+        console.print("`vpsbench run-method NAME --help` also lists NAME's settings.")
+    raise typer.Exit(0)
+
+
+@app.command("run-method", add_help_option=False, cls=_RunMethodCommand)
 def run_method_command(
     name: Annotated[str, typer.Argument(help="Method name (vpsbench methods list).")],
     dataset: DatasetOption,
@@ -740,13 +834,23 @@ def run_method_command(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML/JSON file of settings.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Setting KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Setting KEY=VALUE (repeatable; NAME --help lists them)."),
     ] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     sequences: Annotated[str | None, typer.Option(help="Comma-separated subset.")] = None,
     executor: ExecutorOption = ExecutorKind.LOCAL,
     ray_address: RayAddressOption = None,
+    help_: Annotated[
+        bool,
+        typer.Option(
+            "--help",
+            is_eager=True,
+            callback=_run_method_help,
+            help="Show this message and the method's settings, then exit.",
+        ),
+    ] = False,
 ) -> None:
     """Run a method's stages into a run directory, then score its predictions."""
     from vpsbench.methods.runner import RunRequest, run_method, stage_names

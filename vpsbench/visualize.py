@@ -3,7 +3,8 @@
 Classes are drawn in the Cityscapes palette (trainId colours from cityscapesScripts; pseudo-
 classes that have not been mapped get fixed hashed colours), each track is tinted by a colour
 derived from its id — so an identity switch shows as a change of tint from one frame to the next —
-and every segment gets a white outline.
+and every segment gets a white outline. Each row is labelled with its sequence and frame, and a
+legend under the strip names the colour of every class that appears.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from vpsbench.datasets.base import Dataset, LabelSpace
 from vpsbench.errors import InputError, VpsbenchError
@@ -34,6 +35,13 @@ CITYSCAPES_COLORS: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 VOID_COLOR = (0, 0, 0)
 OUTLINE_COLOR = (255, 255, 255)
+BACKGROUND = (32, 32, 32)
+TEXT_COLOR = (255, 255, 255)
+BAR_HEIGHT = 14  # title, row label and legend line height in pixels
+SWATCH = 10
+
+#: One legend entry: a class name and its colour.
+LegendEntry = tuple[str, tuple[int, int, int]]
 
 
 def _hashed_colors(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
@@ -75,25 +83,79 @@ def colorize(
     return image
 
 
-def comparison_strip(rows: Sequence[Sequence[RGB]], titles: Sequence[str], gap: int = 4) -> RGB:
-    """Tile equally sized images: one row per frame, one column per title, with a title bar."""
+def legend_entries(
+    space: LabelSpace, palette: npt.NDArray[np.uint8], frames: Sequence[PanopticFrame]
+) -> list[LegendEntry]:
+    """The classes that appear in ``frames`` with their palette colours, in class order."""
+    present: set[int] = set()
+    for frame in frames:
+        present.update(int(c) for c in np.unique(frame.semantic))
+    return [
+        (name, (int(palette[c][0]), int(palette[c][1]), int(palette[c][2])))
+        for c, name in enumerate(space.class_names)
+        if c in present and c < palette.shape[0]
+    ]
+
+
+def _legend_lines(
+    entries: Sequence[LegendEntry], width: int, draw: ImageDraw.ImageDraw
+) -> list[list[tuple[int, LegendEntry]]]:
+    """Entries laid out left to right, wrapped at ``width``: lines of (x, entry)."""
+    lines: list[list[tuple[int, LegendEntry]]] = [[]]
+    x = 4
+    for entry in entries:
+        step = SWATCH + 4 + int(draw.textlength(entry[0], font=_font())) + 12
+        if lines[-1] and x + step > width:
+            lines.append([])
+            x = 4
+        lines[-1].append((x, entry))
+        x += step
+    return lines if lines[0] else []
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default()
+
+
+def comparison_strip(
+    rows: Sequence[Sequence[RGB]],
+    titles: Sequence[str],
+    gap: int = 4,
+    row_labels: Sequence[str] | None = None,
+    legend: Sequence[LegendEntry] = (),
+    note: str = "",
+) -> RGB:
+    """Tile equally sized images: one row per frame, one column per title, with a title bar.
+
+    ``row_labels`` puts a label bar above each row (sequence and frame); ``legend`` adds colour
+    swatches with class names under the tiles, and ``note`` one more line of text after them.
+    """
     height, width = rows[0][0].shape[:2]
-    title_height = 14
     columns = len(titles)
-    canvas = Image.new(
-        "RGB",
-        (columns * width + (columns - 1) * gap, title_height + len(rows) * (height + gap)),
-        (32, 32, 32),
-    )
+    total_width = columns * width + (columns - 1) * gap
+    label_height = BAR_HEIGHT if row_labels is not None else 0
+    row_step = label_height + height + gap
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = _legend_lines(legend, total_width, probe)
+    legend_top = BAR_HEIGHT + len(rows) * row_step
+    extra = len(lines) + (1 if note else 0)
+    canvas = Image.new("RGB", (total_width, legend_top + extra * BAR_HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for column, title in enumerate(titles):
-        draw.text((column * (width + gap) + 4, 1), title, fill=(255, 255, 255))
+        draw.text((column * (width + gap) + 4, 1), title, fill=TEXT_COLOR, font=_font())
     for row, images in enumerate(rows):
+        top = BAR_HEIGHT + row * row_step
+        if row_labels is not None:
+            draw.text((4, top + 1), row_labels[row], fill=TEXT_COLOR, font=_font())
         for column, image in enumerate(images):
-            canvas.paste(
-                Image.fromarray(image),
-                (column * (width + gap), title_height + row * (height + gap)),
-            )
+            canvas.paste(Image.fromarray(image), (column * (width + gap), top + label_height))
+    for number, line in enumerate(lines):
+        y = legend_top + number * BAR_HEIGHT
+        for x, (name, color) in line:
+            draw.rectangle((x, y + 2, x + SWATCH - 1, y + 1 + SWATCH), fill=color)
+            draw.text((x + SWATCH + 4, y + 1), name, fill=TEXT_COLOR, font=_font())
+    if note:
+        draw.text((4, legend_top + len(lines) * BAR_HEIGHT + 1), note, fill=TEXT_COLOR)
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -134,6 +196,8 @@ def render_sequence(
     cityscapes = space.class_names[:2] == ("road", "sidewalk")
     gt_palette = class_palette(space.num_classes, cityscapes)
     rows = []
+    labels = []
+    shown_frames: list[PanopticFrame] = []
     for index in frames:
         if not 0 <= index < len(refs):
             raise VpsbenchError(f"sequence {sequence} has no frame index {index}")
@@ -147,6 +211,7 @@ def render_sequence(
                     table[pseudo] = target
             shown = PanopticFrame(table[prediction.semantic], prediction.instance)
             pred_image = colorize(shown, gt_palette, space.thing_classes)
+            shown_frames.append(shown)
         else:
             classes = int(prediction.semantic.max(initial=0)) + 1
             things = frozenset(np.unique(prediction.semantic[prediction.instance > 0]).tolist())
@@ -158,8 +223,16 @@ def render_sequence(
                 pred_image,
             ]
         )
+        labels.append(f"{dataset.name} {split} · sequence {sequence} · frame {ref.name} (#{index})")
+        shown_frames.append(truth)
     label = "prediction (matched)" if mapping is not None else "prediction (pseudo-classes)"
-    return comparison_strip(rows, ["image", "ground truth", label])
+    note = (
+        "tint = track; white = segment outline; black = void"
+        if mapping is not None
+        else "prediction in hashed pseudo-class colours (pass --results to draw matched classes)"
+    )
+    legend = legend_entries(space, gt_palette, shown_frames)
+    return comparison_strip(rows, ["image", "ground truth", label], 4, labels, legend, note)
 
 
 def mapping_from_results(path: str | Path, label_space: LabelSpace) -> dict[int, int]:

@@ -173,7 +173,7 @@ def test_the_site_badges_stand_ins_and_has_a_synthetic_section(boards: Boards) -
 
 def test_exports_flag_stand_ins(boards: Boards) -> None:
     document = json.loads((boards.site / "leaderboard.json").read_text(encoding="utf-8"))
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     by_board = {(b["dataset"], b["split"]): b for b in document["boards"]}
     assert [b["synthetic"] for b in document["boards"]] == [False, False, True]
     kitti = by_board["kitti-step", "val"]["rows"]
@@ -186,7 +186,7 @@ def test_exports_flag_stand_ins(boards: Boards) -> None:
     real, synthetic = markdown.split("## Synthetic data")
     assert "## kitti-step val" in real and "### synthetic val" in synthetic
     assert (
-        "| – | CUPS + SORT (weight-free stand-in) | 100.00 | 100.00 | 100.00 | "
+        "| – | CUPS + SORT (weight-free stand-in) | 100.0 | 100.0 | 100.0 | "
         f"**reproduced** · *{STAND_IN_LABEL}* |"
     ) in real
     assert "| 1 | CUPS + SORT | 17.5 | 9.9 | 30.8 | *reported* (Table 9) |" in real

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from vpsbench.config import GENERATED_DATASETS
 from vpsbench.datasets.base import IGNORE_LABEL, DatasetNotFoundError, Problem
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.video import LabelMap, PanopticFrame
@@ -26,6 +27,11 @@ INVALID_ID = -1
 def require_root(root: Path, dataset: str, layout: str) -> Path:
     """Return the dataset root if it exists, else say where it was looked for and how to set it."""
     if not root.is_dir():
+        if dataset in GENERATED_DATASETS:
+            raise DatasetNotFoundError(
+                f"{dataset}: no dataset at {root}; generate it there with `vpsbench datasets "
+                f"prepare {dataset}` (or run `vpsbench demo`), or pass --root"
+            )
         raise DatasetNotFoundError(
             f"{dataset}: no dataset root at {root} (expected layout: {layout}); pass --root, "
             f"or set it under [datasets] in the config file, or put it at $VPSBENCH_DATA/{dataset}"

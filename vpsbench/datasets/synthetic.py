@@ -40,7 +40,13 @@ from vpsbench.datasets.cityscapes_labels import (
     cs19_label_space,
     cs27_label_space_from_train_ids,
 )
-from vpsbench.datasets.common import check_image, problem, require_file, size_text
+from vpsbench.datasets.common import (
+    check_image,
+    problem,
+    require_file,
+    require_root,
+    size_text,
+)
 from vpsbench.datasets.kitti_step import KittiStep
 from vpsbench.datasets.registry import register_dataset
 from vpsbench.errors import InputError, VpsbenchError
@@ -101,6 +107,7 @@ class Synthetic(KittiStep):
 
     def config(self) -> dict[str, object]:
         """The generator configuration recorded in ``synthetic.json``."""
+        require_root(self.root, self.name, LAYOUT)
         path = require_file(self.root / CONFIG_FILE, self.name, LAYOUT)
         try:
             document = json.loads(path.read_text())

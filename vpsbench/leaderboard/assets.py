@@ -114,6 +114,9 @@ td.reproduced { color: var(--reproduced); font-weight: 600; }
 .badge.stand-in { background: repeating-linear-gradient(135deg, #eaeef2 0 4px, #ffffff 4px 8px);
   color: #24292f; border: 1px solid var(--stand-in); }
 tr.stand-in td { color: var(--muted); }
+.badge.reference { background: #ddf4ff; color: #0a3069; border: 1px solid #54aeff; }
+tr.reference td { background: #f6f8fa; }
+tr.reference td:first-child { border-left: 3px double #54aeff; }
 tr.stand-in td:first-child { border-left: 3px dotted var(--stand-in); }
 .legend, .note { color: var(--muted); }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }

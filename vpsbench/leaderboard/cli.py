@@ -18,8 +18,14 @@ from vpsbench.leaderboard.build import build_leaderboard
 from vpsbench.leaderboard.database import LeaderboardDatabase
 from vpsbench.leaderboard.exports import paper_table
 from vpsbench.leaderboard.publish import publish
-from vpsbench.leaderboard.site import STAND_IN_LABEL, display_name, percent
-from vpsbench.leaderboard.store import DEFAULT_STORE, load_store, submit_file
+from vpsbench.leaderboard.site import REFERENCE_LABEL, STAND_IN_LABEL, display_name, percent
+from vpsbench.leaderboard.store import (
+    STORE_ENV,
+    chosen_store,
+    existing_store,
+    load_store,
+    submit_file,
+)
 from vpsbench.leaderboard.verify import verify_records
 
 leaderboard_app = typer.Typer(
@@ -35,13 +41,8 @@ def _console() -> Console:
 
 StoreOption = Annotated[
     Path | None,
-    typer.Option("--store", help="Submissions store (default: ./submissions)."),
+    typer.Option("--store", help=f"Submissions store (default: ${STORE_ENV}, else ./submissions)."),
 ]
-
-
-def _store(store: Path | None) -> Path:
-    """The store given, else ./submissions."""
-    return store if store is not None else DEFAULT_STORE
 
 
 def submit_command(
@@ -74,7 +75,7 @@ def submit_command(
 ) -> None:
     """Validate a result record and file it at <store>/<method>/<dataset>-<split>.json."""
     target = submit_file(
-        _store(store), record, model=model, command=command, notes=notes, replace=replace
+        chosen_store(store), record, model=model, command=command, notes=notes, replace=replace
     )
     _console().print(f"record filed at {target}", highlight=False)
 
@@ -87,7 +88,7 @@ def show_command(
     store: StoreOption = None,
 ) -> None:
     """Print the leaderboard tables in the terminal (STQ, AQ, SQ, VPQ in %)."""
-    database = LeaderboardDatabase.from_records(load_store(_store(store)))
+    database = LeaderboardDatabase.from_records(load_store(existing_store(store)))
     console = _console()
     try:
         boards = [key for key in database.boards() if dataset is None or key.dataset == dataset]
@@ -100,11 +101,13 @@ def show_command(
                 provenance = Text(row.provenance, style=style)
                 if row.stand_in:
                     provenance.append(f" ({STAND_IN_LABEL})", style="dim")
+                if row.reference:
+                    provenance.append(f" ({REFERENCE_LABEL})", style="cyan")
                 table.add_row(
                     "–" if row.rank is None else str(row.rank),
                     Text(display_name(row.method_name, row.stand_in)),
                     provenance,
-                    *(percent(v, row.precision) for v in (row.stq, row.aq, row.sq, row.vpq)),
+                    *(percent(v) for v in (row.stq, row.aq, row.sq, row.vpq)),
                 )
             console.print(table)
     finally:
@@ -135,7 +138,7 @@ def export_command(
             raise InputError(output, "--output exists; pass --overwrite to replace it")
         if not output.parent.is_dir():
             raise InputError(output, f"--output: folder {output.parent} does not exist")
-    database = LeaderboardDatabase.from_records(load_store(_store(store)))
+    database = LeaderboardDatabase.from_records(load_store(existing_store(store)))
     try:
         text = render_table(paper_table(database, dataset), export_format)
     finally:
@@ -153,7 +156,7 @@ def build_command(
     store: StoreOption = None,
 ) -> None:
     """Build the static site (index.html, method pages, leaderboard.json and .md)."""
-    written = build_leaderboard(_store(store), out)
+    written = build_leaderboard(existing_store(store), out)
     _console().print(f"{len(written)} files written to {out}", highlight=False)
 
 
@@ -166,7 +169,10 @@ def verify_command(
     workers: Annotated[int, typer.Option(help="Worker processes per evaluation.")] = 1,
 ) -> None:
     """Re-evaluate reproduced records whose predictions are available; flag what differs."""
-    outcomes = verify_records(load_store(_store(store), check=False), pred_root, workers)
+    if not pred_root.is_dir():
+        problem = "is not a folder" if pred_root.exists() else "no such folder"
+        raise InputError(pred_root, f"--pred-root: {problem}")
+    outcomes = verify_records(load_store(existing_store(store), check=False), pred_root, workers)
     console = _console()
     table = Table("record", "status", "detail")
     for outcome in outcomes:
@@ -204,7 +210,7 @@ def publish_command(
     ] = None,
 ) -> None:
     """Push the records and the site to a git remote or the Hugging Face Hub."""
-    result = publish(to, _store(store), site, branch)
+    result = publish(to, existing_store(store), site, branch)
     console = _console()
     if result.changed:
         console.print(f"published to {result.target} ({result.revision})", highlight=False)

@@ -1,7 +1,8 @@
 """Exports of the board: ``leaderboard.json``, ``.md`` and the paper-ready table.
 
-All list boards of real data first and the synthetic boards in a section of their own; a row of a
-weight-free stand-in has no rank, says so in its name and carries ``stand_in: true``.
+Both list boards of real data first and the synthetic boards in a section of their own; a row of a
+weight-free stand-in has no rank, says so in its name and carries ``stand_in: true``; the
+supervised upper bound has no rank either and carries ``reference: true``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from vpsbench.errors import VpsbenchError
 from vpsbench.exports import Cell, Column, ExportTable, markdown_text
 from vpsbench.leaderboard.database import BoardKey, BoardRow, LeaderboardDatabase
 from vpsbench.leaderboard.site import (
+    REFERENCE_LABEL,
+    REFERENCE_NOTE,
     REPORTED_NOTE,
     REPRODUCED_NOTE,
     STAND_IN_LABEL,
@@ -25,8 +28,8 @@ from vpsbench.leaderboard.site import (
 )
 
 #: 2: rows gained ``model``, ``stand_in`` and ``command``; a stand-in's ``rank`` is null; boards
-#: gained ``synthetic``.
-EXPORT_SCHEMA_VERSION = 2
+#: gained ``synthetic``. 3: rows gained ``reference`` (the supervised upper bound: rank null).
+EXPORT_SCHEMA_VERSION = 3
 #: Datasets in the order of the VideoCUPS paper's Tables 1 and 2, with the names it prints.
 PAPER_DATASETS = {
     "cityscapes-vps": "Cityscapes-VPS",
@@ -53,6 +56,7 @@ def leaderboard_document(database: LeaderboardDatabase) -> dict[str, Any]:
                 "provenance": row.provenance,
                 "model": row.model,
                 "stand_in": row.stand_in,
+                "reference": row.reference,
                 "command": row.command,
                 "stq": row.stq,
                 "aq": row.aq,
@@ -123,7 +127,9 @@ def leaderboard_markdown(database: LeaderboardDatabase) -> str:
                 provenance = "**reproduced**"
             if row.stand_in:
                 provenance += f" · *{STAND_IN_LABEL}*"
-            numbers = " | ".join(percent(v, row.precision) for v in (row.stq, row.aq, row.sq))
+            if row.reference:
+                provenance += f" · *{REFERENCE_LABEL}*"
+            numbers = " | ".join(percent(v) for v in (row.stq, row.aq, row.sq))
             rank = "–" if row.rank is None else str(row.rank)
             name = markdown_text(display_name(row.method_name, row.stand_in))
             lines.append(f"| {rank} | {name} | {numbers} | {provenance} |")
@@ -149,7 +155,8 @@ def paper_table(database: LeaderboardDatabase, dataset: str | None = None) -> Ex
 
     A row is one method's records of one provenance (``reported`` numbers are never mixed with
     ``reproduced`` ones in a row); a stand-in's records form a row of their own, named as the
-    board names it. Rows: ranked ones first, by mean STQ over the real-data boards they have.
+    board names it. Rows: ranked ones first, by mean STQ over the real-data boards they have, then
+    the supervised reference, then stand-ins.
     """
     boards = sorted(
         (key for key in database.boards() if dataset is None or key.dataset == dataset),
@@ -178,12 +185,16 @@ def paper_table(database: LeaderboardDatabase, dataset: str | None = None) -> Ex
         (stand_in, method, provenance), by_board = item
         real = [row.stq for key, row in by_board.items() if not key.synthetic]
         mean = sum(real) / len(real) if real else -1.0
-        return (stand_in, not real, -mean, method, provenance)
+        reference = any(row.reference for row in by_board.values())
+        return (stand_in, reference, not real, -mean, method, provenance)
 
     table_rows = []
     for (stand_in, _, provenance), by_board in sorted(cells.items(), key=order):
         first = next(iter(by_board.values()))
-        row_cells: list[Cell] = [display_name(first.method_name, stand_in), provenance]
+        name = display_name(first.method_name, stand_in)
+        if first.reference:
+            name = f"{name} ({REFERENCE_LABEL})"
+        row_cells: list[Cell] = [name, provenance]
         for key, _, attribute in shown:
             cell = by_board.get(key)
             row_cells.append(None if cell is None else getattr(cell, attribute))
@@ -194,6 +205,8 @@ def paper_table(database: LeaderboardDatabase, dataset: str | None = None) -> Ex
     ]
     if any(stand_in for stand_in, _, _ in cells):
         notes.append(f"{STAND_IN_LABEL}: {STAND_IN_NOTE}.")
+    if any(row.reference for by_board in cells.values() for row in by_board.values()):
+        notes.append(f"{REFERENCE_LABEL}: {REFERENCE_NOTE}.")
     if any(key.synthetic for key in boards):
         notes.append(f"generated data: {SYNTHETIC_NOTE}.")
     return ExportTable(tuple(columns), tuple(table_rows), tuple(notes))

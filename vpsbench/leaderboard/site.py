@@ -31,6 +31,11 @@ CONTENT_SECURITY_POLICY = (
 REPORTED_NOTE = "copied from a paper, not reproduced by vpsbench"
 REPRODUCED_NOTE = "re-evaluated by vpsbench from the predictions (SHA-256 recorded)"
 STAND_IN_LABEL = "stand-in: not the published model"
+REFERENCE_LABEL = "reference: supervised upper bound"
+REFERENCE_NOTE = (
+    "trained with human labels: an upper bound for comparison, not an unsupervised method, so "
+    "never ranked and left out of the summary"
+)
 STAND_IN_NOTE = (
     "predictions of vpsbench's weight-free stand-in, run because the published weights were not "
     "available: not the method's model, so never ranked and left out of the summary"
@@ -52,12 +57,15 @@ MODEL_NOTES = {
 FOOTER_MARKER = "Built by <code>vpsbench leaderboard build</code>"
 
 
-def percent(value: float | None, precision: float | None = None) -> str:
-    """A fraction shown in % with as many decimals as it was given to (1 for 0.1 % rounding)."""
+#: Decimals of every % on the board: the papers report 0.1 %, so reproduced numbers are shown alike.
+PERCENT_DECIMALS = 1
+
+
+def percent(value: float | None) -> str:
+    """A fraction shown in % with one decimal (the board's one number of decimals)."""
     if value is None:
         return "–"
-    decimals = 1 if precision is not None and precision >= 0.001 else 2
-    return f"{100 * value:.{decimals}f}"
+    return f"{100 * value:.{PERCENT_DECIMALS}f}"
 
 
 def _text(value: object) -> str:
@@ -81,6 +89,11 @@ def badge(provenance: str) -> str:
     return (
         f'<span class="badge {_text(provenance)}" title="{_text(note)}">{_text(provenance)}</span>'
     )
+
+
+def reference_badge() -> str:
+    """The badge of a reference row (the supervised upper bound: listed, never ranked)."""
+    return f'<span class="badge reference" title="{_text(REFERENCE_NOTE)}">{REFERENCE_LABEL}</span>'
 
 
 def stand_in_badge() -> str:
@@ -128,11 +141,11 @@ def _header_cell(
     return f'<th{attributes}><button type="button">{_text(label)}</button></th>'
 
 
-def _number_cell(value: float | None, precision: float | None, extra_class: str = "") -> str:
+def _number_cell(value: float | None, extra_class: str = "") -> str:
     """A % cell whose exact value is its sort key (empty: sorts last)."""
     key = "" if value is None else repr(value)
     classes = f"num {extra_class}".strip()
-    return f'<td class="{classes}" data-sort="{key}">{percent(value, precision)}</td>'
+    return f'<td class="{classes}" data-sort="{key}">{percent(value)}</td>'
 
 
 def _sortable_table(table_id: str, headers: Iterable[str], rows: Iterable[str]) -> str:
@@ -143,28 +156,33 @@ def _sortable_table(table_id: str, headers: Iterable[str], rows: Iterable[str]) 
     )
 
 
-def _rank_cell(rank: int | None) -> str:
-    """The rank, or a dash for a stand-in (never ranked; sorts last)."""
-    if rank is None:
-        return f'<td class="num" data-sort="" title="{_text(STAND_IN_NOTE)}">–</td>'
-    return f'<td class="num" data-sort="{rank}">{rank}</td>'
+def _rank_cell(row: BoardRow) -> str:
+    """The rank, or a dash for a stand-in or a reference row (never ranked; sorts last)."""
+    if row.rank is None:
+        note = REFERENCE_NOTE if row.reference else STAND_IN_NOTE
+        return f'<td class="num" data-sort="" title="{_text(note)}">–</td>'
+    return f'<td class="num" data-sort="{row.rank}">{row.rank}</td>'
 
 
 def _board_row(row: BoardRow) -> str:
-    """One method's row on a board, styled and badged by provenance (and as a stand-in)."""
+    """One method's row on a board, styled and badged by provenance (stand-in, reference)."""
     locator = f" {_text(row.citation_locator)}" if row.citation_locator else ""
     name = display_name(row.method_name, row.stand_in)
-    classes = f"{row.provenance} stand-in" if row.stand_in else row.provenance
-    extra = f" {stand_in_badge()}" if row.stand_in else ""
+    classes = row.provenance
+    extra = ""
+    if row.stand_in:
+        classes, extra = f"{classes} stand-in", f" {stand_in_badge()}"
+    if row.reference:
+        classes, extra = f"{classes} reference", f" {reference_badge()}"
     return (
         f'<tr class="{_text(classes)}" data-method="{_text(row.method)}">'
-        f"{_rank_cell(row.rank)}"
+        f"{_rank_cell(row)}"
         f'<td class="method" data-sort="{_text(name.casefold())}">'
         f'<a href="{method_page(row.method)}">{_text(name)}</a></td>'
         f'<td data-sort="{_text(classes)}">{badge(row.provenance)}{extra}'
         f'<span class="note">{locator}</span></td>'
-        f"{_number_cell(row.stq, row.precision)}{_number_cell(row.aq, row.precision)}"
-        f"{_number_cell(row.sq, row.precision)}{_number_cell(row.vpq, row.precision)}"
+        f"{_number_cell(row.stq)}{_number_cell(row.aq)}"
+        f"{_number_cell(row.sq)}{_number_cell(row.vpq)}"
         f"<td>{_text(row.method_version)}</td>"
         f'<td><a href="{record_file(row.path)}">JSON</a></td></tr>\n'
     )
@@ -224,17 +242,17 @@ def _summary_section(boards: Sequence[BoardKey], summary: Sequence[SummaryRow]) 
             if cell is None:
                 cells.append('<td class="num" data-sort="">–</td>')
             else:
-                precision = 0.001 if cell.provenance == "reported" else None
-                cells.append(_number_cell(cell.stq, precision, cell.provenance))
+                cells.append(_number_cell(cell.stq, cell.provenance))
         cells.append(f'<td class="num" data-sort="{row.boards}">{row.boards}</td>')
-        cells.append(_number_cell(row.mean_stq, None))
+        cells.append(_number_cell(row.mean_stq))
         rows.append(f'<tr data-method="{_text(row.method)}">{"".join(cells)}</tr>\n')
     return (
         '<section id="summary">\n<h2>Across datasets</h2>\n'
         '<p class="legend">STQ per dataset split; the mean is over the splits a method has. '
         'Amber italic: <span class="badge reported">reported</span> numbers, '
         f'{REPORTED_NOTE}; green: <span class="badge reproduced">reproduced</span>, '
-        f"{REPRODUCED_NOTE}. Synthetic data and weight-free stand-ins are not in this table.</p>\n"
+        f"{REPRODUCED_NOTE}. Synthetic data, weight-free stand-ins and the supervised upper "
+        "bound (a reference) are not in this table.</p>\n"
         f"{_sortable_table('summary-table', headers, rows)}</section>\n"
     )
 
@@ -358,7 +376,7 @@ def _headline_table(record: ResultRecord) -> str:
     ]
     shown = [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
     head = "".join(f'<th class="num">{_text(n)}</th>' for n, _ in shown)
-    cells = "".join(_number_cell(v, record.precision) for _, v in shown)
+    cells = "".join(_number_cell(v) for _, v in shown)
     return (
         f'<table class="headline"><thead><tr>{head}</tr></thead>'
         f"<tbody><tr>{cells}</tr></tbody></table>\n"
@@ -381,7 +399,7 @@ def _record_section(database: LeaderboardDatabase, entry: MethodRecord) -> str:
         headers = [_header_cell("Class", "text"), _header_cell("IoU", "number", numeric=True)]
         rows = (
             f'<tr><td data-sort="{_text(c.class_name)}">{_text(c.class_name)}</td>'
-            f"{_number_cell(c.iou, record.precision)}</tr>\n"
+            f"{_number_cell(c.iou)}</tr>\n"
             for c in classes
         )
         parts.append(
@@ -405,8 +423,8 @@ def _record_section(database: LeaderboardDatabase, entry: MethodRecord) -> str:
             f"{'–' if s.frames is None else s.frames}</td>"
             f'<td class="num" data-sort="{"" if s.tubes is None else s.tubes}">'
             f"{'–' if s.tubes is None else s.tubes}</td>"
-            f"{_number_cell(s.stq, record.precision)}{_number_cell(s.aq, record.precision)}"
-            f"{_number_cell(s.sq, record.precision)}</tr>\n"
+            f"{_number_cell(s.stq)}{_number_cell(s.aq)}"
+            f"{_number_cell(s.sq)}</tr>\n"
             for s in sequences
         )
         parts.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from vpsbench.records import (
 )
 
 DEFAULT_STORE = Path("submissions")
+#: Names the store when ``--store`` is not given (before ``./submissions``).
+STORE_ENV = "VPSBENCH_STORE"
 #: The lock file that serialises writes to a store (hidden: never read as a record).
 LOCK_NAME = ".vpsbench-store.lock"
 
@@ -63,6 +66,37 @@ def check_for_submission(record: ResultRecord) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise VpsbenchError(f"record rejected: {problems[0]}{more}")
+
+
+def chosen_store(store: Path | None) -> Path:
+    """The store named by ``--store``, else ``$VPSBENCH_STORE``, else ``./submissions``."""
+    if store is not None:
+        return store
+    explicit = os.environ.get(STORE_ENV)
+    return Path(explicit).expanduser() if explicit else DEFAULT_STORE
+
+
+def _bundled_store() -> Path | None:
+    """The ``submissions/`` of the source checkout vpsbench runs from (editable installs)."""
+    folder = Path(__file__).resolve().parents[2] / "submissions"
+    return folder if folder.is_dir() else None
+
+
+def existing_store(store: Path | None) -> Path:
+    """The store to read (see :func:`chosen_store`); if it is missing, say how to name one."""
+    path = chosen_store(store)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise InputError(path, "submissions store not a folder")
+    how = "pass --store DIR" if store is None else "check --store"
+    bundled = _bundled_store()
+    hint = f"; vpsbench's own records are at {bundled}" if bundled is not None else ""
+    raise InputError(
+        path,
+        f"no submissions store here: {how} (a folder of <method>/<dataset>-<split>.json "
+        f"records) or set ${STORE_ENV}{hint}",
+    )
 
 
 def check_store_folder(store: Path) -> None:

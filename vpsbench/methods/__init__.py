@@ -7,6 +7,7 @@ from vpsbench.methods.base import (
     RunContext,
     build_config,
     config_fields,
+    weight_settings,
 )
 from vpsbench.methods.registry import ENTRY_POINT_GROUP, method_class, method_names
 
@@ -20,4 +21,5 @@ __all__ = [
     "config_fields",
     "method_class",
     "method_names",
+    "weight_settings",
 ]

@@ -104,6 +104,15 @@ def config_fields(config_class: type[MethodConfig]) -> list[tuple[str, str, obje
     return rows
 
 
+def weight_settings(config_class: type[MethodConfig]) -> list[str]:
+    """The settings that take a checkpoint path (``weights`` or ``*_weights``), in field order."""
+    return [
+        item.name
+        for item in dataclasses.fields(config_class)
+        if item.name == "weights" or item.name.endswith("_weights")
+    ]
+
+
 def _convert(value: object, annotation: Any, key: str) -> object:
     """Convert a YAML or ``--set`` value to the field's annotated type."""
     origin = typing.get_origin(annotation)

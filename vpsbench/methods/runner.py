@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import re
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +54,7 @@ from vpsbench.methods.base import (
 )
 from vpsbench.methods.registry import method_class
 from vpsbench.predictions import PredictionSource
+from vpsbench.records import SLUG_PATTERN
 from vpsbench.results import result_to_dict, write_results
 from vpsbench.video import SequenceRef
 
@@ -183,12 +185,24 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
     _check_device(request.device)
     if request.run_dir is not None:
         _check_run_dir(request.run_dir)
+    if not re.fullmatch(SLUG_PATTERN, cls.name):
+        raise VpsbenchError(
+            f"method {cls.name!r} cannot name a result record: a method name must be a slug "
+            "(lower-case letters and digits joined by single - _ or .)"
+        )
+    stages = request.stages or cls.stages
+    unknown = [s for s in stages if s not in cls.stages]
+    if unknown:
+        raise VpsbenchError(f"{cls.name} has no stage {', '.join(unknown)}; stages: {cls.stages}")
     executor = executor_spec(
         request.executor,
         ray_address=request.ray_address,
         num_gpus=1.0 if request.device.startswith("cuda") else 0.0,
     )
     dataset = open_dataset(request.dataset, request.root, request.protocol)
+    split = request.split or dataset.default_split()
+    run_dir = request.run_dir or Path("runs") / f"{request.method}-{dataset.name}-{split}"
+    _check_run_dir(run_dir)
     if dataset.name == "synthetic" and not (dataset.root / "synthetic.json").is_file():
         from vpsbench.datasets.synthetic import prepare_synthetic
 
@@ -203,18 +217,11 @@ def run_method(request: RunRequest, log: Callable[[str], None] = print) -> RunOu
             splits=["val"],
             workers=2,
         )
-    split = request.split or dataset.default_split()
+        log(f"synthetic dataset written to {dataset.root}")
     available = dataset.sequences(split)
     if not request.sequences:
         check_official_split(dataset, split, available)  # a partial copy is named on purpose
     sequences = select_sequences(available, request.sequences, dataset.name)
-    run_dir = request.run_dir or Path("runs") / f"{request.method}-{request.dataset}-{split}"
-    stages = request.stages or cls.stages
-    unknown = [s for s in stages if s not in cls.stages]
-    if unknown:
-        raise VpsbenchError(f"{cls.name} has no stage {', '.join(unknown)}; stages: {cls.stages}")
-
-    _check_run_dir(run_dir)
     manifest_path = run_dir / "run.json"
     identity = dataset_identity(dataset, split, sequences)
     settings = {
