@@ -24,11 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code
 
 import torch
-
-from methods.videocups.crf_torch import crf_device_available, dense_crf_torch
-from methods.videocups.instances import region_growing
-from methods.videocups.instances_torch import region_growing_torch
-from methods.videocups.semantics import CrfParameters, dense_crf
+from vpsbench_methods.videocups.crf_torch import crf_device_available, dense_crf_torch
+from vpsbench_methods.videocups.instances import region_growing
+from vpsbench_methods.videocups.instances_torch import region_growing_torch
+from vpsbench_methods.videocups.semantics import CrfParameters, dense_crf
 
 HEIGHT, WIDTH, CLASSES = 256, 512, 27
 

@@ -15,11 +15,10 @@ import resource
 import time
 
 import torch
-
-from methods.videocups.model.config import load_training_config
-from methods.videocups.model.data import ClassSpace
-from methods.videocups.model.recipe import build_model
-from methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
+from vpsbench_methods.videocups.model.config import load_training_config
+from vpsbench_methods.videocups.model.data import ClassSpace
+from vpsbench_methods.videocups.model.recipe import build_model
+from vpsbench_methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
 
 SPACE = ClassSpace(things=tuple(range(17, 27)), stuff=tuple(range(17)))  # CUPS' 10 / 17 split
 

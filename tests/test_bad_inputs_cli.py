@@ -391,7 +391,7 @@ def test_more_pseudo_classes_than_feature_samples_is_one_error_line() -> None:
 
 
 def test_clip_overlap_must_be_smaller_than_clip_length() -> None:
-    from baselines.depthg_videocutler import DepthGVideoCutLERConfig
+    from vpsbench_baselines.depthg_videocutler import DepthGVideoCutLERConfig
 
     with pytest.raises(VpsbenchError, match="clip_overlap=30: must be smaller than clip_length=30"):
         build_config(DepthGVideoCutLERConfig, overrides=["clip_overlap=30"])

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from vpsbench_methods.videocups.plugin import VideoCups, VideoCupsConfig
 
-from methods.videocups.plugin import VideoCups, VideoCupsConfig
 from tests.cli_runner import run_cli
 from tests.layouts import write_cityscapes_vps, write_image
 from vpsbench.datasets import DatasetNotFoundError, Problem, open_dataset

@@ -20,10 +20,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
-from methods.videocups.model.config import load_training_config
-from methods.videocups.model.copy_paste import CopyPasteConfig, instances_from_predictions
-from methods.videocups.model.data import (
+from vpsbench_methods.videocups.model.config import load_training_config
+from vpsbench_methods.videocups.model.copy_paste import CopyPasteConfig, instances_from_predictions
+from vpsbench_methods.videocups.model.data import (
     BLUR_KERNEL,
     BLUR_SIGMA,
     COLOR_JITTER,
@@ -31,9 +30,10 @@ from methods.videocups.model.data import (
     GRAYSCALE_PROBABILITY,
     jitter_size,
 )
-from methods.videocups.model.network import PanopticCascadeMaskTrack, small_architecture
-from methods.videocups.model.targets import boxes_from_masks
-from methods.videocups.model.trainer import parameter_groups
+from vpsbench_methods.videocups.model.network import PanopticCascadeMaskTrack, small_architecture
+from vpsbench_methods.videocups.model.targets import boxes_from_masks
+from vpsbench_methods.videocups.model.trainer import parameter_groups
+
 from tests.equivalence.upstream import (
     REFERENCE_CODE,
     install_standins,

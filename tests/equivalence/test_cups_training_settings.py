@@ -14,13 +14,13 @@ import sys
 from typing import Any
 
 import pytest
+from vpsbench_methods.videocups.model.config import load_training_config
+from vpsbench_methods.videocups.model.losses import LossConfig
+from vpsbench_methods.videocups.model.network import PanopticCascadeMaskTrack
+from vpsbench_methods.videocups.model.tracking import TrackHead
+from vpsbench_methods.videocups.pseudo_labels import PseudoLabelSettings
+from vpsbench_methods.videocups.semantics import CrfParameters
 
-from methods.videocups.model.config import load_training_config
-from methods.videocups.model.losses import LossConfig
-from methods.videocups.model.network import PanopticCascadeMaskTrack
-from methods.videocups.model.tracking import TrackHead
-from methods.videocups.pseudo_labels import PseudoLabelSettings
-from methods.videocups.semantics import CrfParameters
 from tests.equivalence.upstream import install_standins, require, require_packages
 
 

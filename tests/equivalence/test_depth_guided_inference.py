@@ -7,7 +7,8 @@ average) and ``depth_guided_sliding_window`` (half-resolution pass and its flip,
 upsampled, fused with the depth weight 1/(d + 1) in log space). Its ``net`` is upstream DINO
 (``dino/vision_transformer.py``, seeded random ViT-S/8) giving patch tokens as the code, its
 ``cluster_probe`` upstream DepthG's ``ClusterLookup``. vpsbench runs
-``methods.videocups.semantics`` with the ``dino`` provider loaded from the same weights saved in
+``vpsbench_methods.videocups.semantics`` with the ``dino`` provider loaded from the same weights
+saved in
 DINO's release container (``weights=PATH``) and the probe's clusters as centroids. Compared:
 log P_high, log P_low, and the fused scores' softmax and argmax, on a frame that needs CUPS'
 padding (176 = 7·24 + 8 columns).
@@ -27,11 +28,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from methods.videocups.semantics import (  # noqa: E402
+from vpsbench_methods.videocups.semantics import (  # noqa: E402
     low_resolution_log_probabilities,
     semantic_probabilities,
     sliding_window_log_probabilities,
 )
+
 from tests.equivalence.upstream import (  # noqa: E402
     install_standins,
     isolated_import,

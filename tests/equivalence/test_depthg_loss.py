@@ -1,4 +1,5 @@
-"""DepthG's training loss (``methods.videocups.depthg_training``) against cups/external/depthg.
+"""DepthG's training loss (``vpsbench_methods.videocups.depthg_training``) against
+cups/external/depthg.
 
 Upstream's ``ContrastiveCorrelationLoss`` (``src/modules.py``, with the depth-feature correlation
 of ``depth_feat_correlation_loss``) and its ``ClusterLookup`` run on the same batch as ours —
@@ -25,8 +26,7 @@ torch = pytest.importorskip("torch")
 omegaconf = pytest.importorskip("omegaconf")
 
 import numpy as np  # noqa: E402
-
-from methods.videocups.depthg_training import (  # noqa: E402
+from vpsbench_methods.videocups.depthg_training import (  # noqa: E402
     RESUME_CHECKPOINT,
     DepthGLossConfig,
     DepthGTrainingConfig,
@@ -36,6 +36,7 @@ from methods.videocups.depthg_training import (  # noqa: E402
     farthest_point_grid,
     train_depthg_head,
 )
+
 from tests.equivalence.test_depthg import (  # noqa: E402
     build_segmenter,
     image_tensor,

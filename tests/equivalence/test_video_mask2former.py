@@ -402,7 +402,9 @@ def test_full_size_checkpoint_loads_strictly(
     theirs = upstream.build_model(upstream.make_cfg([])).eval()
     _randomize(theirs, seed=5)
     path = _save_upstream(upstream, theirs, tmp_path)
-    ours = VideoMask2Former(VideoMask2FormerConfig())  # as baselines/depthg_videocutler.py builds
+    ours = VideoMask2Former(
+        VideoMask2FormerConfig()
+    )  # as baselines/vpsbench_baselines/depthg_videocutler.py builds
     load_checkpoint(ours, path)
     expected = {k: v for k, v in theirs.state_dict().items() if not k.startswith("criterion.")}
     loaded = ours.state_dict()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from vpsbench_baselines.sort_baselines import SortBaselineConfig
 
-from baselines.sort_baselines import SortBaselineConfig
 from vpsbench.errors import VpsbenchError
 from vpsbench.methods.base import build_config
 from vpsbench.tracking.sort import SortConfig

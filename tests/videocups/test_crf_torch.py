@@ -8,12 +8,13 @@ from scipy import ndimage
 
 torch = pytest.importorskip("torch")
 
-from methods.videocups.crf_torch import (  # noqa: E402
+from vpsbench_methods.videocups.crf_torch import (  # noqa: E402
     crf_device_available,
     dense_crf_torch,
     gaussian_taps,
 )
-from methods.videocups.semantics import CrfParameters, dense_crf, semantic_probabilities  # noqa: E402
+from vpsbench_methods.videocups.semantics import CrfParameters, dense_crf, semantic_probabilities  # noqa: E402
+
 from vpsbench.cues.base import FeatureMap  # noqa: E402
 
 

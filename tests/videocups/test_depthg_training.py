@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from methods.videocups.depthg_training import (
+from vpsbench_methods.videocups.depthg_training import (
     FINAL_CHECKPOINT,
     RESUME_CHECKPOINT,
     DepthGTrainingConfig,
@@ -21,12 +20,13 @@ from methods.videocups.depthg_training import (
     nearest_neighbours,
     train_depthg_head,
 )
-from methods.videocups.semantics import (
+from vpsbench_methods.videocups.semantics import (
     fit_pseudo_classes,
     low_resolution_features,
     sample_feature_vectors,
     semantic_pseudo_labels,
 )
+
 from vpsbench.clustering import normalize_rows
 from vpsbench.cues import VideoClip, make_cue
 from vpsbench.cues.base import DepthProvider, FeatureProvider

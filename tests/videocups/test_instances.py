@@ -8,8 +8,7 @@ import warnings
 import numpy as np
 import numpy.typing as npt
 import pytest
-
-from methods.videocups.instances import half_chebyshev_offsets, region_growing
+from vpsbench_methods.videocups.instances import half_chebyshev_offsets, region_growing
 
 FloatArray = npt.NDArray[np.float64]
 

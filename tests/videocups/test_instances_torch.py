@@ -7,9 +7,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from methods.videocups.crf_torch import crf_device_available
-from methods.videocups.instances import region_growing
-from methods.videocups.instances_torch import region_growing_torch
+from vpsbench_methods.videocups.crf_torch import crf_device_available
+from vpsbench_methods.videocups.instances import region_growing
+from vpsbench_methods.videocups.instances_torch import region_growing_torch
+
 from tests.videocups.test_instances import brute_force_region_growing
 
 

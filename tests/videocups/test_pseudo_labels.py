@@ -6,16 +6,16 @@ from typing import ClassVar, cast
 
 import numpy as np
 import pytest
-
-from methods.videocups.plugin import VideoCupsConfig
-from methods.videocups.pseudo_labels import CueSet, PseudoLabelSettings, frame_semantics
-from methods.videocups.semantics import (
+from vpsbench_methods.videocups.plugin import VideoCupsConfig
+from vpsbench_methods.videocups.pseudo_labels import CueSet, PseudoLabelSettings, frame_semantics
+from vpsbench_methods.videocups.semantics import (
     fit_pseudo_classes,
     low_resolution_features,
     low_resolution_log_probabilities,
     sample_feature_vectors,
     sliding_window_log_probabilities,
 )
+
 from vpsbench.cues import DepthMotion, DepthProvider, FlowProvider, VideoClip, make_cue
 from vpsbench.cues.base import FeatureProvider, Flow
 from vpsbench.datasets.base import Dataset

@@ -9,12 +9,13 @@ import pytest
 
 pytest.importorskip("torch")
 
-from methods.videocups.pseudo_labels import CueSet, PseudoLabelSettings, clip_pseudo_labels
-from methods.videocups.semantics import (
+from vpsbench_methods.videocups.pseudo_labels import CueSet, PseudoLabelSettings, clip_pseudo_labels
+from vpsbench_methods.videocups.semantics import (
     fit_pseudo_classes,
     low_resolution_features,
     sample_feature_vectors,
 )
+
 from tests.videocups.test_pseudo_labels import NoFlow, street_image
 from vpsbench.cues import DepthMotion, DepthProvider, VideoClip, make_cue
 from vpsbench.cues.base import FeatureProvider

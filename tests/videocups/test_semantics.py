@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-
-from methods.videocups.semantics import (
+from vpsbench_methods.videocups.semantics import (
     PAD_COLOUR,
     BilateralGrid,
     dense_crf,
@@ -25,6 +24,7 @@ from methods.videocups.semantics import (
     window_layout,
     window_size,
 )
+
 from vpsbench.clustering import assign_cosine
 from vpsbench.cues.base import FeatureMap, FloatImage, Image
 

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
-
-from methods.videocups.temporal import (
+from vpsbench_methods.videocups.temporal import (
     UNKNOWN_LABEL,
     accumulate_split_counts,
     align_semantics_to_tracks,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from methods.videocups.model.data import ClassSpace, PseudoLabelClips
+from vpsbench_methods.videocups.model.data import ClassSpace, PseudoLabelClips
+
 from vpsbench.datasets import open_dataset
 from vpsbench.datasets.synthetic import prepare_synthetic
 from vpsbench.formats.step import write_step_png

@@ -1,4 +1,5 @@
-"""DINO ResNet-50 loader (methods.videocups.model.backbone_weights) on small hand-made files."""
+"""DINO ResNet-50 loader (vpsbench_methods.videocups.model.backbone_weights) on small hand-made
+files."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch import Tensor, nn
+from vpsbench_methods.videocups.model.backbone_weights import DINO_RESNET50_URL, load_dino_resnet50
 
-from methods.videocups.model.backbone_weights import DINO_RESNET50_URL, load_dino_resnet50
 from vpsbench.cues.base import MissingWeightsError
 from vpsbench.models.backbone import FrozenBatchNorm2d, NormConv2d, NormName, ResNet
 from vpsbench.models.checkpoints import CheckpointMismatchError

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from vpsbench_methods.videocups.model.config import load_training_config
 
-from methods.videocups.model.config import load_training_config
 from vpsbench.errors import VpsbenchError
 
 

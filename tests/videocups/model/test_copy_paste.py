@@ -7,8 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 from torch import Tensor
-
-from methods.videocups.model.copy_paste import (
+from vpsbench_methods.videocups.model.copy_paste import (
     CopyPasteConfig,
     VideoInstance,
     copy_paste_batch,
@@ -17,7 +16,7 @@ from methods.videocups.model.copy_paste import (
     large_enough,
     paste_video_instances,
 )
-from methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
+from vpsbench_methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
 
 STILL = CopyPasteConfig(
     scale_range=(1.0, 1.0),

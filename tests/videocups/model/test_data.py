@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from methods.videocups.model.config import load_training_config
-from methods.videocups.model.data import (
+from vpsbench_methods.videocups.model.config import load_training_config
+from vpsbench_methods.videocups.model.data import (
     ClassSpace,
     CropBox,
     _shift_hue,
@@ -25,7 +24,8 @@ from methods.videocups.model.data import (
     resize_clip,
     resize_image,
 )
-from methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
+from vpsbench_methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
+
 from tests.videocups.model.labelled_videos import SPACE, labelled_synthetic, training_clips
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats.step import write_step_png

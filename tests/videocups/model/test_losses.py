@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
-
-from methods.videocups.model.losses import (
+from vpsbench_methods.videocups.model.losses import (
     LossConfig,
     drop_loss_weights,
     fast_rcnn_losses,
@@ -23,7 +22,8 @@ from methods.videocups.model.losses import (
     smooth_l1,
     subsample_labels,
 )
-from methods.videocups.model.targets import IGNORE
+from vpsbench_methods.videocups.model.targets import IGNORE
+
 from vpsbench.models.ops import BoxCoder, box_iou
 
 GT = torch.tensor([[0.0, 0.0, 100.0, 100.0]])

@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 from torch import nn
-
-from methods.videocups.model.losses import LossConfig
-from methods.videocups.model.network import (
+from vpsbench_methods.videocups.model.losses import LossConfig
+from vpsbench_methods.videocups.model.network import (
     FrameDetections,
     PanopticCascadeMaskTrack,
     paper_architecture,
     small_architecture,
 )
-from methods.videocups.model.targets import Clip, FrameTargets, boxes_from_masks
+from vpsbench_methods.videocups.model.targets import Clip, FrameTargets, boxes_from_masks
+
 from vpsbench.models.backbone import FrozenBatchNorm2d, make_norm
 from vpsbench.models.panoptic_cascade_rcnn import combine_panoptic
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from vpsbench_methods.videocups.model.config import load_training_config
+from vpsbench_methods.videocups.model.data import ClassSpace
+from vpsbench_methods.videocups.model.network import FrameDetections
+from vpsbench_methods.videocups.model.predict import associate_shown, predict_video, to_frame_size
+from vpsbench_methods.videocups.model.recipe import build_model
+from vpsbench_methods.videocups.model.tracking import TrackerConfig, TrackMemory
 
-from methods.videocups.model.config import load_training_config
-from methods.videocups.model.data import ClassSpace
-from methods.videocups.model.network import FrameDetections
-from methods.videocups.model.predict import associate_shown, predict_video, to_frame_size
-from methods.videocups.model.recipe import build_model
-from methods.videocups.model.tracking import TrackerConfig, TrackMemory
 from vpsbench.models.panoptic_cascade_rcnn import PanopticCascadeConfig, fuse_instances
 
 SPACE = ClassSpace(things=(5, 2), stuff=(0, 1, 3))

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from vpsbench_methods.videocups.model.config import load_training_config
+from vpsbench_methods.videocups.model.data import PseudoLabelClips
+from vpsbench_methods.videocups.model.recipe import (
+    VideoCupsStep,
+    build_model,
+    predicted_video_instances,
+)
+from vpsbench_methods.videocups.model.trainer import StepContext, step_generator
 
-from methods.videocups.model.config import load_training_config
-from methods.videocups.model.data import PseudoLabelClips
-from methods.videocups.model.recipe import VideoCupsStep, build_model, predicted_video_instances
-from methods.videocups.model.trainer import StepContext, step_generator
 from tests.videocups.model.labelled_videos import SPACE, labelled_synthetic, training_clips
 from tests.videocups.model.test_backbone_weights import _torchvision_names
 from vpsbench.cues.base import MissingWeightsError

@@ -1,4 +1,5 @@
-"""MaskTrack tracking head, loss and inference association (methods.videocups.model.tracking)."""
+"""MaskTrack tracking head, loss and inference association
+(vpsbench_methods.videocups.model.tracking)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import math
 import pytest
 import torch
 from torch import Tensor
-
-from methods.videocups.model.tracking import (
+from vpsbench_methods.videocups.model.tracking import (
     TrackerConfig,
     TrackHead,
     TrackMemory,

@@ -21,8 +21,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 from torch.multiprocessing.spawn import spawn
-
-from methods.videocups.model.trainer import (
+from vpsbench_methods.videocups.model.trainer import (
     StepContext,
     Trainer,
     TrainLoopConfig,
@@ -30,6 +29,7 @@ from methods.videocups.model.trainer import (
     load_checkpoint,
     step_generator,
 )
+
 from vpsbench.errors import VpsbenchError
 
 GLOBAL_BATCH = 8

@@ -8,6 +8,7 @@
 Each runs in one of three modes, chosen by its settings: with the published weights
 (``--set weights=PATH``), from per-frame predictions produced elsewhere (``--set per_frame=DIR``,
 a folder in a vpsbench prediction format), or — when neither is given — with a weight-free
-stand-in (:mod:`baselines.weight_free`) so that the tracking and fusion parts run and are scored
+stand-in (:mod:`vpsbench_baselines.weight_free`) so that the tracking and fusion parts run and are
+scored
 on any dataset, the synthetic one included. The mode is logged and recorded in ``run.json``.
 """

@@ -22,15 +22,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from methods.videocups.model.backbone_weights import load_dino_resnet50
-from methods.videocups.model.config import TrainingConfig
-from methods.videocups.model.copy_paste import (
+from vpsbench.cues.base import MissingWeightsError
+from vpsbench.datasets.base import Dataset
+from vpsbench.video import PanopticFrame, SequenceRef
+from vpsbench_methods.videocups.model.backbone_weights import load_dino_resnet50
+from vpsbench_methods.videocups.model.config import TrainingConfig
+from vpsbench_methods.videocups.model.copy_paste import (
     VideoInstance,
     copy_paste_batch,
     instances_from_predictions,
     instances_from_targets,
 )
-from methods.videocups.model.data import (
+from vpsbench_methods.videocups.model.data import (
     ClassSpace,
     PseudoLabelClips,
     jitter_size,
@@ -38,18 +41,15 @@ from methods.videocups.model.data import (
     photometric_augment,
     resize_clip,
 )
-from methods.videocups.model.network import (
+from vpsbench_methods.videocups.model.network import (
     PanopticCascadeMaskTrack,
     paper_architecture,
     small_architecture,
 )
-from methods.videocups.model.predict import predict_video
-from methods.videocups.model.targets import Clip
-from methods.videocups.model.tracking import TrackMemory
-from methods.videocups.model.trainer import StepContext
-from vpsbench.cues.base import MissingWeightsError
-from vpsbench.datasets.base import Dataset
-from vpsbench.video import PanopticFrame, SequenceRef
+from vpsbench_methods.videocups.model.predict import predict_video
+from vpsbench_methods.videocups.model.targets import Clip
+from vpsbench_methods.videocups.model.tracking import TrackMemory
+from vpsbench_methods.videocups.model.trainer import StepContext
 
 DINO_RESNET50_URL = (
     "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth"

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from methods.videocups.model.targets import IGNORE
 from vpsbench.models.ops import BoxCoder, box_iou, roi_align
+from vpsbench_methods.videocups.model.targets import IGNORE
 
 
 @dataclass(frozen=True)

@@ -17,21 +17,21 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from methods.videocups.instances import region_growing
-from methods.videocups.semantics import (
+from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoClip
+from vpsbench.video import PanopticFrame
+from vpsbench_methods.videocups.instances import region_growing
+from vpsbench_methods.videocups.semantics import (
     CRF_ITERATIONS,
     DEFAULT_TEMPERATURE,
     LOW_RESOLUTION_SCALE,
     CrfParameters,
     semantic_pseudo_labels,
 )
-from methods.videocups.temporal import (
+from vpsbench_methods.videocups.temporal import (
     align_semantics_to_tracks,
     propagate_and_track,
     temporal_semantic_smoothing,
 )
-from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoClip
-from vpsbench.video import PanopticFrame
 
 LabelMap = npt.NDArray[np.int32]
 
@@ -56,7 +56,7 @@ class PseudoLabelSettings:
     crf: bool = True
     crf_iterations: int = CRF_ITERATIONS  # CUPS' MAX_ITER
     #: None: numpy/scipy CRF and region growing; a torch device ("cpu", "cuda"): both in torch
-    #: there (same results: methods/videocups/crf_torch.py, instances_torch.py).
+    #: there (same results: methods/vpsbench_methods/videocups/crf_torch.py, instances_torch.py).
     device: str | None = None
     temperature: float = DEFAULT_TEMPERATURE
     propagation: bool = True
@@ -104,7 +104,7 @@ def frame_semantics(
 
 def _torch_region_growing(device: str) -> Callable[..., LabelMap]:
     """Region growing in torch on ``device`` (torch is imported only when asked for)."""
-    from methods.videocups.instances_torch import region_growing_torch
+    from vpsbench_methods.videocups.instances_torch import region_growing_torch
 
     return functools.partial(region_growing_torch, device=device)
 

@@ -15,21 +15,6 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from methods.videocups.model.losses import (
-    LossConfig,
-    drop_loss_weights,
-    fast_rcnn_losses,
-    label_proposals,
-    mask_loss,
-    mask_targets,
-    match_boxes,
-    reference_track_ids,
-    rpn_losses,
-    sample_proposals,
-    semantic_loss,
-)
-from methods.videocups.model.targets import Clip, FrameTargets
-from methods.videocups.model.tracking import TrackHead, tracking_loss
 from vpsbench.models.ops import (
     clip_boxes,
     multilevel_roi_align,
@@ -45,6 +30,21 @@ from vpsbench.models.panoptic_cascade_rcnn import (
     PanopticCascadeModules,
     PanopticOutput,
 )
+from vpsbench_methods.videocups.model.losses import (
+    LossConfig,
+    drop_loss_weights,
+    fast_rcnn_losses,
+    label_proposals,
+    mask_loss,
+    mask_targets,
+    match_boxes,
+    reference_track_ids,
+    rpn_losses,
+    sample_proposals,
+    semantic_loss,
+)
+from vpsbench_methods.videocups.model.targets import Clip, FrameTargets
+from vpsbench_methods.videocups.model.tracking import TrackHead, tracking_loss
 
 
 def small_architecture(num_thing_classes: int, num_stuff_classes: int) -> PanopticCascadeConfig:

@@ -4,7 +4,7 @@ Frames are read, predicted and yielded one at a time, so memory does not grow wi
 Each frame is resized to the network's input size; masks and semantic logits of the detections
 above the score threshold are brought back to the frame's size; the detections that Panoptic
 FPN's fusion rule keeps (:func:`~vpsbench.models.panoptic_cascade_rcnn.fuse_instances`) are
-associated with the tracks of earlier frames by :class:`~methods.videocups.model.tracking.
+associated with the tracks of earlier frames by :class:`~vpsbench_methods.videocups.model.tracking.
 TrackMemory` and fused (:func:`~vpsbench.models.panoptic_cascade_rcnn.combine_panoptic`), each
 instance carrying its track id. Ids are mapped back to pseudo-classes (:class:`ClassSpace`).
 """
@@ -17,15 +17,15 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from methods.videocups.model.data import ClassSpace, resize_image
-from methods.videocups.model.network import FrameDetections, PanopticCascadeMaskTrack
-from methods.videocups.model.tracking import TrackerConfig, TrackMemory
 from vpsbench.models.panoptic_cascade_rcnn import (
     PanopticOutput,
     combine_panoptic,
     fuse_instances,
 )
 from vpsbench.video import PanopticFrame
+from vpsbench_methods.videocups.model.data import ClassSpace, resize_image
+from vpsbench_methods.videocups.model.network import FrameDetections, PanopticCascadeMaskTrack
+from vpsbench_methods.videocups.model.tracking import TrackerConfig, TrackMemory
 
 
 def to_frame_size(detections: FrameDetections, size: tuple[int, int]) -> PanopticOutput:

@@ -10,7 +10,7 @@ inside instance masks over the whole split (``thing_stuff_split``, ψ_ts = 0.08 
 and instances of stuff classes lose their ids (``finalize_clip``).
 
 Sources: ``weights``/``depthg_weights``/``dino_weights`` for the published networks; otherwise
-the weight-free stand-ins (semantics: :mod:`baselines.weight_free`; video instances: its
+the weight-free stand-ins (semantics: :mod:`vpsbench_baselines.weight_free`; video instances: its
 object-sized components linked within each clip by mask IoU) — not the baseline's models.
 """
 
@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from baselines.sort_baselines import CLUSTER_STAGE, MODEL_FILE
-from baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
-from methods.videocups.pseudo_labels import finalize_clip
-from methods.videocups.temporal import (
+from vpsbench_methods.videocups.pseudo_labels import finalize_clip
+from vpsbench_methods.videocups.temporal import (
     PSI_THING_STUFF,
     align_semantics_to_tracks,
     thing_stuff_split,
 )
+
 from vpsbench.cues import VideoClip
 from vpsbench.errors import VpsbenchError
 from vpsbench.formats.atomic import atomic_write_text
@@ -42,6 +40,8 @@ from vpsbench.tracking.clips import align_clip_ids, split_into_clips
 from vpsbench.tracking.panoptic import track_panoptic_video
 from vpsbench.tracking.sort import SortConfig
 from vpsbench.video import PanopticFrame, SequenceRef
+from vpsbench_baselines.sort_baselines import CLUSTER_STAGE, MODEL_FILE
+from vpsbench_baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
 
 SEGMENT_STAGE = "segment"
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from methods.videocups.model.targets import Clip, FrameTargets, boxes_from_masks
+from vpsbench_methods.videocups.model.targets import Clip, FrameTargets, boxes_from_masks
 
 
 @dataclass(frozen=True)

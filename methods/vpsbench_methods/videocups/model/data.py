@@ -3,7 +3,8 @@
 Stage 1 writes STEP PNGs of pseudo-classes and track ids (``pseudo-label/labels``) and splits the
 pseudo-classes into things and stuff (``summary.json``). :class:`ClassSpace` maps pseudo-classes to
 the network's thing and stuff classes and back; :class:`PseudoLabelClips` turns T consecutive
-frames into a :class:`~methods.videocups.model.targets.Clip` at the network's input size. An
+frames into a :class:`~vpsbench_methods.videocups.model.targets.Clip` at the network's input size.
+An
 epoch is one pass over the training videos, one clip of each (CUPS trains on one sample per
 Cityscapes snippet: 2975 per epoch, not every two-frame window): the video order of each epoch is
 a seeded permutation and each video's clip start a seeded draw, so a resumed run sees the same
@@ -24,12 +25,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
 from vpsbench.datasets.base import Dataset
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats.png import read_png
 from vpsbench.formats.step import read_step_png
 from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
+from vpsbench_methods.videocups.model.targets import IGNORE, Clip, FrameTargets, boxes_from_masks
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ min_hits 3, IoU 0.3). The per-frame predictions come from, in order of precedenc
 1. ``per_frame=DIR`` — predictions produced elsewhere, in a vpsbench prediction format;
 2. ``weights=PATH`` — the published Panoptic Cascade Mask R-CNN checkpoint (detectron2 format),
    run by vpsbench's pure-PyTorch implementation;
-3. otherwise the weight-free stand-in of :mod:`baselines.weight_free` (not the baseline's model).
+3. otherwise the weight-free stand-in of :mod:`vpsbench_baselines.weight_free` (not the baseline's
+model).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, cast
 
-from baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
 from vpsbench.cues import VideoClip
 from vpsbench.errors import VpsbenchError
 from vpsbench.formats.atomic import atomic_write_text
@@ -28,6 +28,7 @@ from vpsbench.predictions import MAX_CLASS_ID, PredictionSource
 from vpsbench.tracking.panoptic import track_panoptic_video
 from vpsbench.tracking.sort import ASSOCIATIONS, Association, SortConfig
 from vpsbench.video import PanopticFrame
+from vpsbench_baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
 
 CLUSTER_STAGE = "cluster"
 MODEL_FILE = "weight_free_model.npz"

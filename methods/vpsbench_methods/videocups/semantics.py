@@ -324,7 +324,7 @@ class CrfParameters:
     bilateral_colour_sigma: float = CRF_BILATERAL_COLOUR_SIGMA
     bilateral_weight: float = CRF_BILATERAL_WEIGHT
     #: None: the numpy/scipy iterations; a torch device ("cpu", "cuda"): the same iterations in
-    #: torch on that device (:mod:`methods.videocups.crf_torch`).
+    #: torch on that device (:mod:`vpsbench_methods.videocups.crf_torch`).
     device: str | None = None
 
 
@@ -487,7 +487,9 @@ def semantic_probabilities(
         return np.ascontiguousarray(probabilities, dtype=np.float32)
     settings = crf if crf is not None else CrfParameters()
     if settings.device is not None:
-        from methods.videocups.crf_torch import dense_crf_torch  # torch only when asked for
+        from vpsbench_methods.videocups.crf_torch import (
+            dense_crf_torch,
+        )  # torch only when asked for
 
         return dense_crf_torch(probabilities, image, settings, settings.device)
     return dense_crf(

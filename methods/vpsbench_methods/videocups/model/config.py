@@ -1,10 +1,12 @@
 """Training configs of VideoCUPS stage 2: YAML files whose sections name every hyper-parameter.
 
-A config file (``methods/videocups/configs/{small,paper}.yaml``, or any path) has the sections
-``model``, ``data``, ``loss`` (:class:`~methods.videocups.model.losses.LossConfig`),
-``augment``, ``copy_paste`` (:class:`~methods.videocups.model.copy_paste.CopyPasteConfig`),
-``optim`` (:class:`~methods.videocups.model.trainer.TrainLoopConfig`), ``tracker``
-(:class:`~methods.videocups.model.tracking.TrackerConfig`) and ``evaluation``. A missing key takes
+A config file (``methods/vpsbench_methods/videocups/configs/{small,paper}.yaml``, or any path) has
+the sections
+``model``, ``data``, ``loss`` (:class:`~vpsbench_methods.videocups.model.losses.LossConfig`),
+``augment``, ``copy_paste`` (:class:`~vpsbench_methods.videocups.model.copy_paste.CopyPasteConfig`),
+``optim`` (:class:`~vpsbench_methods.videocups.model.trainer.TrainLoopConfig`), ``tracker``
+(:class:`~vpsbench_methods.videocups.model.tracking.TrackerConfig`) and ``evaluation``. A missing
+key takes
 the dataclass default; an unknown key is an error. ``SECTION.KEY=VALUE`` overrides apply last.
 """
 
@@ -17,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from methods.videocups.model.copy_paste import CopyPasteConfig
-from methods.videocups.model.losses import LossConfig
-from methods.videocups.model.tracking import TrackerConfig
-from methods.videocups.model.trainer import TrainLoopConfig
 from vpsbench.errors import VpsbenchError
 from vpsbench.methods.base import build_config, read_config_file
+from vpsbench_methods.videocups.model.copy_paste import CopyPasteConfig
+from vpsbench_methods.videocups.model.losses import LossConfig
+from vpsbench_methods.videocups.model.tracking import TrackerConfig
+from vpsbench_methods.videocups.model.trainer import TrainLoopConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 ARCHITECTURES = ("small", "paper")

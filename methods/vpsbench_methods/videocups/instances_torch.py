@@ -1,6 +1,6 @@
 """Region growing (Eq. 1) in torch, so that it can run on a GPU: the same instances as numpy.
 
-:func:`methods.videocups.instances.region_growing` builds the merge graph over half of the
+:func:`vpsbench_methods.videocups.instances.region_growing` builds the merge graph over half of the
 Chebyshev neighbourhood and takes its connected components with scipy. Here the neighbour
 gathers and the Eq. 1 tests (in float64, the same operations) run on ``device``, and the
 components come from min-label propagation with pointer jumping (every seed ends labelled with
@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from methods.videocups.instances import (
+from vpsbench_methods.videocups.instances import (
     InstanceMap,
     _checked_inputs,
     _raster_ordered_ids,
@@ -80,7 +80,8 @@ def region_growing_torch(
     min_flow_norm: float = 0.0,
     device: str | torch.device = "cpu",
 ) -> InstanceMap:
-    """:func:`~methods.videocups.instances.region_growing` with the pair tests on ``device``."""
+    """:func:`~vpsbench_methods.videocups.instances.region_growing` with the pair tests on
+    ``device``."""
     depth_values, flow_values, motion_values = _checked_inputs(depth, flow, motion, radius)
     height, width = motion_values.shape
     instances = np.zeros((height, width), dtype=np.int32)

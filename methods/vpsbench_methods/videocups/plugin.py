@@ -9,7 +9,8 @@ third-party datasets the evaluated dataset) and writes, in the run directory,
 labelled by a process pool and resume where an interrupted run stopped.
 
 ``train`` (Sec. 3.2) trains a Panoptic Cascade MaskTrack R-CNN on them with Video DropLoss and
-self-enhanced video copy-paste (``methods/videocups/model``; config ``train_config``) into
+self-enhanced video copy-paste (``methods/vpsbench_methods/videocups/model``; config
+``train_config``) into
 ``train/`` (logs, checkpoints with exact resume, ``model_final.pt``). ``predict`` runs it over the
 evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 """
@@ -24,19 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from methods.videocups.depthg_training import DepthGCodes, ensure_depthg_head, training_config
-from methods.videocups.pseudo_labels import (
-    CueSet,
-    PseudoLabelSettings,
-    clip_pseudo_labels,
-    finalize_clip,
-)
-from methods.videocups.semantics import (
-    fit_pseudo_classes,
-    low_resolution_features,
-    sample_feature_vectors,
-)
-from methods.videocups.temporal import accumulate_split_counts, thing_stuff_split
 from vpsbench.clustering import normalize_rows
 from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoClip, make_cue
 from vpsbench.datasets import open_dataset
@@ -51,6 +39,23 @@ from vpsbench.methods.base import PREDICT_STAGE, Range
 from vpsbench.models.depthg import depthg_head_from_checkpoint
 from vpsbench.predictions import MAX_CLASS_ID
 from vpsbench.video import PanopticFrame, SequenceRef
+from vpsbench_methods.videocups.depthg_training import (
+    DepthGCodes,
+    ensure_depthg_head,
+    training_config,
+)
+from vpsbench_methods.videocups.pseudo_labels import (
+    CueSet,
+    PseudoLabelSettings,
+    clip_pseudo_labels,
+    finalize_clip,
+)
+from vpsbench_methods.videocups.semantics import (
+    fit_pseudo_classes,
+    low_resolution_features,
+    sample_feature_vectors,
+)
+from vpsbench_methods.videocups.temporal import accumulate_split_counts, thing_stuff_split
 
 PSEUDO_LABEL_STAGE = "pseudo-label"
 TRAIN_STAGE = "train"
@@ -307,12 +312,12 @@ class VideoCups(Method):
 
     def run_stage(self, stage: str, context: RunContext) -> None:
         if stage == TRAIN_STAGE:
-            from methods.videocups.stage2 import train_stage
+            from vpsbench_methods.videocups.stage2 import train_stage
 
             train_stage(self.settings, context, self.training_context(context))
             return
         if stage == PREDICT_STAGE:
-            from methods.videocups.stage2 import predict_stage
+            from vpsbench_methods.videocups.stage2 import predict_stage
 
             predict_stage(self.settings, context)
             return
@@ -399,7 +404,8 @@ class VideoCups(Method):
         """Train (resume, or reuse) S's DepthG head on the stage's features and depth (Sec. 3.1).
 
         Frames spread evenly over the split, their five crops, nearest-neighbour positives from
-        the same features (:mod:`methods.videocups.depthg_training`); None with ``depthg`` off.
+        the same features (:mod:`vpsbench_methods.videocups.depthg_training`); None with ``depthg``
+        off.
         """
         if not self.settings.depthg:
             return None

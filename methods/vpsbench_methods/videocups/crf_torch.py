@@ -1,6 +1,7 @@
 """The dense CRF's mean-field iterations in torch, so that they can run on a GPU (``--device``).
 
-Same model and same operators as :func:`methods.videocups.semantics.dense_crf`: the bilateral
+Same model and same operators as :func:`vpsbench_methods.videocups.semantics.dense_crf`: the
+bilateral
 grid's splat, blur and slice matrices and the spatial normalisation are built once per frame by
 the numpy code, then every iteration (spatial Gaussian as two separable zero-padded
 convolutions, sparse bilateral products, softmax) runs on ``device``. On the CPU it equals the
@@ -18,7 +19,8 @@ import torch
 from scipy import sparse
 from torch.nn import functional
 
-from methods.videocups.semantics import (
+from vpsbench.cues.base import Image
+from vpsbench_methods.videocups.semantics import (
     _LOG_FLOOR,
     _TRUNCATE,
     BilateralGrid,
@@ -27,7 +29,6 @@ from methods.videocups.semantics import (
     NormalisedGaussianFilter,
     Probabilities,
 )
-from vpsbench.cues.base import Image
 
 
 def gaussian_taps(sigma: float, truncate: float = _TRUNCATE) -> npt.NDArray[np.float32]:
@@ -95,7 +96,8 @@ def dense_crf_torch(
     parameters: CrfParameters | None = None,
     device: str | torch.device = "cpu",
 ) -> Probabilities:
-    """Mean-field marginals (K, H, W), as :func:`~methods.videocups.semantics.dense_crf`."""
+    """Mean-field marginals (K, H, W), as
+    :func:`~vpsbench_methods.videocups.semantics.dense_crf`."""
     settings = parameters or CrfParameters()
     target = torch.device(device)
     prior = np.asarray(probabilities, dtype=np.float32)

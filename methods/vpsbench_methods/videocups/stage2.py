@@ -16,23 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from methods.videocups.model.config import TrainingConfig, load_training_config
-from methods.videocups.model.data import ClassSpace, PseudoLabelClips
-from methods.videocups.model.network import PanopticCascadeMaskTrack
-from methods.videocups.model.recipe import (
+from vpsbench.errors import InputError
+from vpsbench.formats.atomic import atomic_write_text
+from vpsbench.methods.base import PREDICT_STAGE, RunContext
+from vpsbench.video import PanopticFrame, SequenceRef
+from vpsbench_methods.videocups.model.config import TrainingConfig, load_training_config
+from vpsbench_methods.videocups.model.data import ClassSpace, PseudoLabelClips
+from vpsbench_methods.videocups.model.network import PanopticCascadeMaskTrack
+from vpsbench_methods.videocups.model.recipe import (
     VideoCupsStep,
     build_model,
     predict_sequences,
     validation_callback,
 )
-from methods.videocups.model.trainer import Trainer, distributed_env
-from vpsbench.errors import InputError
-from vpsbench.formats.atomic import atomic_write_text
-from vpsbench.methods.base import PREDICT_STAGE, RunContext
-from vpsbench.video import PanopticFrame, SequenceRef
+from vpsbench_methods.videocups.model.trainer import Trainer, distributed_env
 
 if TYPE_CHECKING:
-    from methods.videocups.plugin import VideoCupsConfig
+    from vpsbench_methods.videocups.plugin import VideoCupsConfig
 
 TRAIN_STAGE = "train"
 FINAL_WEIGHTS = "model_final.pt"
