@@ -13,6 +13,7 @@ label (255); ``pred_class`` is the predicted (pseudo-)class, ``-1`` where the pr
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,14 +110,7 @@ class JointHistogram:
         together (two pseudo-classes mapped to one class with the same instance id) are summed,
         exactly as when the remapped prediction is re-encoded as ``class * divisor + instance``.
         """
-        pred = self.pred_class
-        mapped = np.full(pred.shape, VOID_PREDICTION, dtype=np.int32)
-        known = (pred >= 0) & (pred < class_map.size)
-        mapped[known] = class_map[pred[known]]
-        keeps_instance = np.zeros(mapped.shape, dtype=bool)
-        valid = mapped >= 0
-        keeps_instance[valid] = target_is_thing[mapped[valid]]
-        instance = np.where(keeps_instance, self.pred_instance, 0).astype(np.int32)
+        mapped, instance = _mapped_predictions(self, class_map, target_is_thing)
         return _reduce_rows(
             self.gt_class, self.gt_instance, mapped, instance, self.pixels, self.weight
         )
@@ -132,6 +126,112 @@ class JointHistogram:
         return overlap
 
 
+def _mapped_predictions(
+    table: JointHistogram, class_map: Int32Array, target_is_thing: npt.NDArray[np.bool_]
+) -> tuple[Int32Array, Int32Array]:
+    """Predicted class and instance columns of ``table`` after mapping the classes (not reduced)."""
+    pred = table.pred_class
+    mapped = np.full(pred.shape, VOID_PREDICTION, dtype=np.int32)
+    known = (pred >= 0) & (pred < class_map.size)
+    mapped[known] = class_map[pred[known]]
+    keeps_instance = np.zeros(mapped.shape, dtype=bool)
+    valid = mapped >= 0
+    keeps_instance[valid] = target_is_thing[mapped[valid]]
+    instance = np.where(keeps_instance, table.pred_instance, 0).astype(np.int32)
+    return mapped, instance
+
+
+def relabel_frames(
+    frames: Sequence[JointHistogram],
+    class_map: Int32Array,
+    target_is_thing: npt.NDArray[np.bool_],
+) -> list[JointHistogram]:
+    """``[f.relabel_predictions(class_map, target_is_thing) for f in frames]`` in one reduction.
+
+    The frames are concatenated and reduced once, the frame index folded into the leading key
+    (``frame · span + gt_class − low``), so a sequence costs one sort instead of one per frame.
+    Each row's sums run over its frame's rows in order: the result is the same to the bit.
+    """
+    lengths = [len(f) for f in frames]
+    if len(frames) <= 1 or not sum(lengths):
+        return [f.relabel_predictions(class_map, target_is_thing) for f in frames]
+    whole = JointHistogram(*(np.concatenate([getattr(f, c) for f in frames]) for c in _COLUMNS))
+    low = int(whole.gt_class.min())
+    span = int(whole.gt_class.max()) - low + 1
+    if len(frames) * span >= 2**31:
+        return [f.relabel_predictions(class_map, target_is_thing) for f in frames]
+    frame = np.repeat(np.arange(len(frames), dtype=np.int64), lengths)
+    folded = (frame * span + (whole.gt_class - low)).astype(np.int32)
+    mapped, instance = _mapped_predictions(whole, class_map, target_is_thing)
+    reduced = _reduce_rows(folded, whole.gt_instance, mapped, instance, whole.pixels, whole.weight)
+    frame_of, gt_class = np.divmod(reduced.gt_class, span)
+    gt_class += low
+    bounds = np.searchsorted(frame_of, np.arange(len(frames) + 1)).tolist()
+    return [
+        JointHistogram(
+            gt_class[a:b],
+            reduced.gt_instance[a:b],
+            reduced.pred_class[a:b],
+            reduced.pred_instance[a:b],
+            reduced.pixels[a:b],
+            reduced.weight[a:b],
+        )
+        for a, b in itertools.pairwise(bounds)
+    ]
+
+
+_COLUMNS = ("gt_class", "gt_instance", "pred_class", "pred_instance", "pixels", "weight")
+
+
+def segment_groups(
+    classes: IntArray, instances: IntArray
+) -> tuple[npt.NDArray[np.intp], Int64Array, Int64Array]:
+    """Group rows by (class, instance): each row's segment, and every segment's class, instance.
+
+    Segments are numbered in (class, instance) order.
+    """
+    keys = (classes.astype(np.int64) << _INSTANCE_BITS) | (
+        instances.astype(np.int64) + _INSTANCE_SHIFT
+    )
+    unique_keys, group = np.unique(keys, return_inverse=True)
+    segment_class = unique_keys >> _INSTANCE_BITS
+    segment_instance = (unique_keys & ((1 << _INSTANCE_BITS) - 1)) - _INSTANCE_SHIFT
+    return group.reshape(-1), segment_class, segment_instance
+
+
+# Segment keys pack (class, instance) into one int64: class in the high 32 bits.
+_INSTANCE_BITS = 32
+_INSTANCE_SHIFT = 1 << 31  # makes any int32 instance id non-negative inside the key
+
+
+def _pack_rows(columns: Sequence[IntArray]) -> tuple[Int64Array, list[tuple[int, int]]] | None:
+    """One int64 key per row that sorts like the rows (first column most significant).
+
+    Each column is shifted to start at 0 and given the bits of its range; returns the keys and
+    each column's ``(offset, bits)``, or ``None`` when the fields together need more than 62 bits.
+    """
+    fields = []
+    for column in columns:
+        low = int(column.min())
+        fields.append((low, (int(column.max()) - low).bit_length()))
+    if sum(bits for _, bits in fields) > 62:
+        return None
+    key = np.zeros(columns[0].size, dtype=np.int64)
+    for column, (low, bits) in zip(columns, fields, strict=True):
+        key <<= bits
+        key |= column - low if low else column
+    return key, fields
+
+
+def _unpack_keys(keys: Int64Array, fields: list[tuple[int, int]]) -> list[Int32Array]:
+    """The columns behind packed keys (inverse of :func:`_pack_rows`)."""
+    columns = []
+    for low, bits in reversed(fields):
+        columns.append(((keys & ((1 << bits) - 1)) + low).astype(np.int32))
+        keys = keys >> bits
+    return columns[::-1]
+
+
 def _reduce_rows(
     gt_class: Int32Array,
     gt_instance: Int32Array,
@@ -140,9 +240,24 @@ def _reduce_rows(
     pixels: Int64Array,
     weight: Float64Array,
 ) -> JointHistogram:
-    """Sort rows by key and sum the repeats."""
+    """Sort rows by key and sum the repeats (sums run in row order, so they are reproducible).
+
+    Usually the four columns pack into one int64 key: a sort of the keys, a binary search and a
+    bincount. Otherwise rows are ordered by ``np.lexsort``.
+    """
     if pixels.size == 0:
         return JointHistogram.empty()
+    packed = _pack_rows((gt_class, gt_instance, pred_class, pred_instance))
+    if packed is not None:
+        keys, fields = packed
+        ordered = np.sort(keys)
+        unique = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+        group = np.searchsorted(unique, keys)
+        gt_c, gt_i, pred_c, pred_i = _unpack_keys(unique, fields)
+        # Pixel counts are integers below 2**53, so their float sums are exact.
+        counts = np.bincount(group, weights=pixels, minlength=unique.size).astype(np.int64)
+        sums = np.bincount(group, weights=weight, minlength=unique.size).astype(np.float64)
+        return JointHistogram(gt_c, gt_i, pred_c, pred_i, counts, sums)
     order = np.lexsort((pred_instance, pred_class, gt_instance, gt_class))
     columns = [gt_class[order], gt_instance[order], pred_class[order], pred_instance[order]]
     new_key = np.zeros(order.size, dtype=bool)
@@ -150,14 +265,14 @@ def _reduce_rows(
     for column in columns:
         new_key[1:] |= column[1:] != column[:-1]
     starts = np.flatnonzero(new_key)
-    gt_c, gt_i, pred_c, pred_i = (column[starts] for column in columns)
+    gt_c, gt_i, pred_c, pred_i = (column[starts].astype(np.int32) for column in columns)
     return JointHistogram(
         gt_class=gt_c,
         gt_instance=gt_i,
         pred_class=pred_c,
         pred_instance=pred_i,
         pixels=np.add.reduceat(pixels[order], starts),
-        weight=np.add.reduceat(weight[order], starts),
+        weight=np.add.reduceat(weight[order].astype(np.float64), starts),
     )
 
 
