@@ -305,7 +305,7 @@ def score(
     """Match pseudo-classes and compute the metrics from a split's saved statistics.
 
     The one scoring path of ``evaluate`` and ``rescore``: it reads summed histograms, then
-    streams each sequence's frame tables from disk for every metric that needs them.
+    streams each sequence's frame tables from disk once, for every metric that needs them.
     """
     settings = settings or EvaluationSettings()
     started = time.perf_counter() if started is None else started

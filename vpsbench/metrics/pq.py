@@ -13,7 +13,9 @@ region. The COCO/VPSNet rules, applied to the unweighted ``pixels`` column:
 
 IoU > 0.5 makes the matching unique, so no assignment problem has to be solved. The same code
 scores a single frame (PQ) and a spatio-temporal tube table (VPQ, Kim et al. 2020): a tube table
-is the merge of its frames' tables.
+is the merge of its frames' tables, and since every count depends on the tables only through
+summed segment and pair areas, the windows of a sequence are scored from per-frame prefix sums of
+those areas (:func:`window_pq_counts`) without merging any table.
 """
 
 from __future__ import annotations
