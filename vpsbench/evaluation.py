@@ -26,12 +26,17 @@ from vpsbench.datasets.base import Dataset, LabelSpace
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.executors import ExecutorKind, ExecutorSpec, executor_spec, ordered_map
 from vpsbench.matching import ClassMatching, MatchingMode, match_pseudo_classes
-from vpsbench.metrics.pq import PQResult, panoptic_quality
+from vpsbench.metrics.pq import PQCounts, PQResult, summarize_pq, window_pq_counts
 from vpsbench.metrics.stq import STQResult, segmentation_and_tracking_quality
 from vpsbench.metrics.tracking import TRACKING_METRICS, TrackingResult, tracking_quality
-from vpsbench.metrics.vpq import VPQResult, video_panoptic_quality
+from vpsbench.metrics.vpq import VPQResult, VPQTotals
 from vpsbench.predictions import PredictionSource
-from vpsbench.statistics import JointHistogram, SequenceStatistics, joint_histogram
+from vpsbench.statistics import (
+    JointHistogram,
+    SequenceStatistics,
+    joint_histogram,
+    relabel_frames,
+)
 from vpsbench.stats_file import SplitStatistics, StatsFile, StatsHeader, StatsWriter
 from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
 
@@ -300,7 +305,7 @@ def score(
     """Match pseudo-classes and compute the metrics from a split's saved statistics.
 
     The one scoring path of ``evaluate`` and ``rescore``: it reads summed histograms, then
-    streams each sequence's frame tables from disk for every metric that needs them.
+    streams each sequence's frame tables from disk once, for every metric that needs them.
     """
     settings = settings or EvaluationSettings()
     started = time.perf_counter() if started is None else started
@@ -337,21 +342,33 @@ def score(
         label_space,
         settings.count_void_column,
     )
-    vpq = None
-    if "vpq" in settings.metrics:
-        mapped_videos = ([relabel(f) for f in frames] for frames in stats.frame_tables())
-        vpq = video_panoptic_quality(mapped_videos, label_space, settings.vpq_windows)
-    pq = None
-    if "pq" in settings.metrics:
-        mapped_frames = (relabel(f) for frames in stats.frame_tables() for f in frames)
-        pq = panoptic_quality(mapped_frames, label_space)
+    # One pass over the frame tables: each sequence is read and relabelled once, and its window
+    # counts give VPQ (every window size) and image PQ (the one-frame windows) together.
+    vpq_totals = VPQTotals(label_space, settings.vpq_windows) if "vpq" in settings.metrics else None
+    image_pq = "pq" in settings.metrics
+    window_sizes = (vpq_totals.sizes if vpq_totals else ()) + ((1,) if image_pq else ())
+    pq_totals = PQCounts.zeros(label_space.num_classes)
+
+    def mapped_sequences() -> Iterator[tuple[str, list[JointHistogram]]]:
+        nonlocal pq_totals
+        for (name, _, _), frames in zip(summaries, stats.frame_tables(), strict=True):
+            mapped = relabel_frames(frames, matching.target, target_is_thing)
+            if window_sizes:
+                windows = window_pq_counts(mapped, label_space, window_sizes)
+                if vpq_totals is not None:
+                    vpq_totals.add(windows)
+                for counts in windows[1] if image_pq else ():
+                    pq_totals = pq_totals + counts  # frame by frame, as image PQ sums them
+            yield name, mapped
+
     tracking = None
     if set(settings.metrics) & set(TRACKING_METRICS):
-        names = [name for name, _, _ in summaries]
-        mapped_sequences = ([relabel(f) for f in frames] for frames in stats.frame_tables())
-        tracking = tracking_quality(
-            zip(names, mapped_sequences, strict=True), label_space, settings.metrics
-        )
+        tracking = tracking_quality(mapped_sequences(), label_space, settings.metrics)
+    elif window_sizes:
+        for _ in mapped_sequences():
+            pass
+    vpq = vpq_totals.result() if vpq_totals is not None else None
+    pq = summarize_pq(pq_totals, label_space) if image_pq else None
 
     return EvaluationResult(
         dataset=header.dataset,

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpsbench.datasets.base import LabelSpace
-from vpsbench.statistics import JointHistogram
+from vpsbench.statistics import JointHistogram, segment_groups
 
 Float64Array = npt.NDArray[np.float64]
 
@@ -51,12 +51,11 @@ class STQResult:
 
 
 def _group_sum(
-    keys: tuple[npt.NDArray[np.int32], ...], values: Float64Array
+    classes: npt.NDArray[np.int32], instances: npt.NDArray[np.int32], values: Float64Array
 ) -> tuple[npt.NDArray[np.intp], Float64Array]:
-    """Sum ``values`` over rows sharing ``keys``; return each row's group index and the sums."""
-    _, group = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    sums = np.bincount(group, weights=values, minlength=int(group.max(initial=-1)) + 1)
+    """Sum ``values`` over rows sharing (class, instance); return each row's group and the sums."""
+    group, segment_class, _ = segment_groups(classes, instances)
+    sums = np.bincount(group, weights=values, minlength=segment_class.size)
     return group, sums.astype(np.float64)
 
 
@@ -75,13 +74,12 @@ def association_quality_terms(table: JointHistogram, label_space: LabelSpace) ->
     if not gt_tube.any():
         return 0.0, 0
     gt_group, gt_area = _group_sum(
-        (table.gt_class[gt_tube], table.gt_instance[gt_tube]), table.weight[gt_tube]
+        table.gt_class[gt_tube], table.gt_instance[gt_tube], table.weight[gt_tube]
     )
     pred_area_of_row = np.zeros(len(table))
     if pred_thing.any():
         pred_group, pred_area = _group_sum(
-            (table.pred_class[pred_thing], table.pred_instance[pred_thing]),
-            table.weight[pred_thing],
+            table.pred_class[pred_thing], table.pred_instance[pred_thing], table.weight[pred_thing]
         )
         pred_area_of_row[pred_thing] = pred_area[pred_group]
     gt_area_of_row = np.zeros(len(table))

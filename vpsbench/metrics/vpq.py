@@ -9,13 +9,13 @@ frames are 5 frames apart, so window k spans λ = 5·(k − 1) frames; VPQ is th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from vpsbench.datasets.base import LabelSpace
-from vpsbench.metrics.pq import PQCounts, PQResult, pq_counts, summarize_pq
+from vpsbench.metrics.pq import PQCounts, PQResult, summarize_pq, window_pq_counts
 from vpsbench.statistics import JointHistogram
 
 DEFAULT_WINDOW_SIZES: tuple[int, ...] = (1, 2, 3, 4)
@@ -35,11 +35,48 @@ def window_counts(
     frames: Sequence[JointHistogram], window_size: int, label_space: LabelSpace
 ) -> PQCounts:
     """Summed PQ counts of every stride-1 window of ``window_size`` frames (VPSNet eval_vpq)."""
-    total = PQCounts.zeros(label_space.num_classes)
-    for start in range(len(frames) - window_size + 1):
-        tube_table = JointHistogram.merge(frames[start : start + window_size])
-        total = total + pq_counts(tube_table, label_space)
-    return total
+    windows = window_pq_counts(frames, label_space, (window_size,))[window_size]
+    return PQCounts.merge(windows, label_space.num_classes)
+
+
+class VPQTotals:
+    """Running VPQ counts of a split, fed one sequence's window counts at a time."""
+
+    def __init__(self, label_space: LabelSpace, window_sizes: Sequence[int]) -> None:
+        self.label_space = label_space
+        self.sizes = tuple(dict.fromkeys(window_sizes))
+        if any(size < 1 for size in self.sizes):
+            raise ValueError(f"window sizes must be positive, got {tuple(window_sizes)}")
+        self.totals = {size: PQCounts.zeros(label_space.num_classes) for size in self.sizes}
+        self.num_windows = dict.fromkeys(self.sizes, 0)
+
+    def add(self, windows: Mapping[int, Sequence[PQCounts]]) -> None:
+        """Add a sequence's counts per window (:func:`window_pq_counts` of at least our sizes)."""
+        for size in self.sizes:
+            if windows[size]:
+                self.totals[size] = self.totals[size] + PQCounts.merge(
+                    windows[size], self.label_space.num_classes
+                )
+                self.num_windows[size] += len(windows[size])
+
+    def result(self) -> VPQResult:
+        """VPQ of what was added.
+
+        Window sizes for which no sequence is long enough have no window at all; they are left
+        out of ``per_window`` and of the means (VPSNet eval_vpq would divide by zero there).
+        """
+        per_window = {
+            size: summarize_pq(self.totals[size], self.label_space)
+            for size in self.sizes
+            if self.num_windows[size] > 0
+        }
+        results = list(per_window.values())
+        return VPQResult(
+            vpq=float(np.mean([r.pq for r in results])) if results else 0.0,
+            vpq_things=float(np.mean([r.pq_things for r in results])) if results else 0.0,
+            vpq_stuff=float(np.mean([r.pq_stuff for r in results])) if results else 0.0,
+            per_window=per_window,
+        )
 
 
 def video_panoptic_quality(
@@ -47,28 +84,8 @@ def video_panoptic_quality(
     label_space: LabelSpace,
     window_sizes: Sequence[int] = DEFAULT_WINDOW_SIZES,
 ) -> VPQResult:
-    """VPQ over a split of sequences of per-frame tables, streamed one sequence at a time.
-
-    Window sizes for which no sequence is long enough have no window at all; they are left out
-    of ``per_window`` and of the means (VPSNet eval_vpq would divide by zero there).
-    """
-    sizes = tuple(dict.fromkeys(window_sizes))
-    if any(size < 1 for size in sizes):
-        raise ValueError(f"window sizes must be positive, got {tuple(window_sizes)}")
-    totals = {size: PQCounts.zeros(label_space.num_classes) for size in sizes}
-    num_windows = dict.fromkeys(sizes, 0)
+    """VPQ over a split of sequences of per-frame tables, streamed one sequence at a time."""
+    totals = VPQTotals(label_space, window_sizes)
     for frames in sequences:
-        for size in sizes:
-            if len(frames) >= size:
-                totals[size] = totals[size] + window_counts(frames, size, label_space)
-                num_windows[size] += len(frames) - size + 1
-    per_window = {
-        size: summarize_pq(totals[size], label_space) for size in sizes if num_windows[size] > 0
-    }
-    results = list(per_window.values())
-    return VPQResult(
-        vpq=float(np.mean([r.pq for r in results])) if results else 0.0,
-        vpq_things=float(np.mean([r.pq_things for r in results])) if results else 0.0,
-        vpq_stuff=float(np.mean([r.pq_stuff for r in results])) if results else 0.0,
-        per_window=per_window,
-    )
+        totals.add(window_pq_counts(frames, label_space, totals.sizes))
+    return totals.result()
