@@ -22,10 +22,7 @@ from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.evaluation import (
     ALL_METRICS,
     EvaluationJob,
-    EvaluationResult,
-    EvaluationSettings,
     check_official_split,
-    evaluate,
     select_sequences,
 )
 from vpsbench.executors import ExecutorKind
@@ -35,7 +32,6 @@ from vpsbench.matching import MatchingMode
 from vpsbench.predictions import PredictionFormat, PredictionSource
 from vpsbench.records import neutralise_bidi, record_from_results, write_record
 from vpsbench.report import render_result
-from vpsbench.results import write_results
 from vpsbench.statistics import joint_histogram
 
 app = typer.Typer(
@@ -329,41 +325,6 @@ def _check_output_folder(option: str, path: Path) -> None:
         raise InputError(path, f"{option}: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(path, f"{option}: no permission to write in {existing}")
-
-
-def _run_evaluation(
-    job: EvaluationJob,
-    settings: EvaluationSettings,
-    wanted: list[str] | None,
-    workers: int,
-    quiet: bool,
-    output: Path | None,
-    *,
-    executor: ExecutorKind = ExecutorKind.LOCAL,
-    ray_address: str | None = None,
-    save_stats: Path | None = None,
-) -> EvaluationResult:
-    """Evaluate with a progress bar, print the tables and write the results file if asked."""
-    total = len(wanted) if wanted else len(job.dataset.sequences(job.split))
-    with _progress_bar(disable=quiet) as progress:
-        task = progress.add_task(f"{job.dataset.name} {job.split}", total=total)
-        result = evaluate(
-            job,
-            settings,
-            sequences=wanted,
-            workers=workers,
-            on_sequence=lambda s: progress.update(task, advance=1, description=s.name),
-            executor=executor,
-            ray_address=ray_address,
-            save_stats=save_stats,
-        )
-    render_result(result, console)
-    if save_stats is not None:
-        console.print(f"statistics written to {save_stats} (score again with `vpsbench rescore`)")
-    if output is not None:
-        write_results(output, result)
-        console.print(f"results written to {output}")
-    return result
 
 
 @app.command("rescore")
@@ -729,12 +690,26 @@ def demo_command(
         "of vpsbench.demo (not a method's output)",
         highlight=False,
     )
-    job = EvaluationJob(dataset, "val", PredictionSource.open(predictions_root, "step"))
-    result = _run_evaluation(
-        job, EvaluationSettings(), None, workers, False, folder / "demo-results.json"
+    with _progress_bar() as bar:
+        results = api.evaluate(
+            predictions_root,
+            "synthetic",
+            root=dataset_root,
+            split="val",
+            pred_format="step",
+            workers=workers,
+            progress=_progress_callback(bar, "synthetic val"),
+        )
+    _print_results(results, OutputFormat.TABLE)
+    results_path = folder / "demo-results.json"
+    results.save(results_path, overwrite=True)
+    console.print(f"results written to {results_path}")
+    assert results.evaluation is not None  # just computed, not read from a file
+    first = dataset.sequences("val")[0].name
+    predictions = PredictionSource.open(predictions_root, "step")
+    strip = render_sequence(
+        dataset, "val", first, predictions, results.evaluation.matching.as_dict()
     )
-    first = job.dataset.sequences("val")[0].name
-    strip = render_sequence(job.dataset, "val", first, job.predictions, result.matching.as_dict())
     console.print(f"picture written to {write_strip(folder / 'demo.png', strip)}", highlight=False)
     used = folder_size(dataset_root) + folder_size(predictions_root)
     found_by_default = dataset_root == resolve_dataset_root("synthetic")
