@@ -14,7 +14,7 @@ label (255); ``pred_class`` is the predicted (pseudo-)class, ``-1`` where the pr
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,9 @@ Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.signedinteger[Any]]
+UInt32Array = npt.NDArray[np.uint32]
+#: Decodes a 1-D array of pixel codes into their class and instance ids (see :class:`CodedFrame`).
+CodeDecoder = Callable[[UInt32Array], tuple[Int32Array, Int32Array]]
 
 VOID_PREDICTION = -1
 
@@ -195,7 +198,7 @@ def _reduce_rows(
     )
 
 
-def _run_starts(maps: Sequence[IntArray]) -> Int64Array:
+def _run_starts(maps: Sequence[npt.NDArray[np.integer[Any]]]) -> Int64Array:
     """Start of every raster-order run of pixels on which all the given maps stay constant."""
     change = np.empty(maps[0].size, dtype=bool)
     change[:1] = True
@@ -222,10 +225,7 @@ def joint_histogram(
     ``prediction.semantic`` values below 0 are void. The shapes must agree (callers check this
     first to report the offending file).
     """
-    if ground_truth.shape != prediction.shape:
-        raise ValueError(f"shape {prediction.shape} != ground truth {ground_truth.shape}")
-    if weights is not None and weights.shape != ground_truth.shape:
-        raise ValueError(f"weights shape {weights.shape} != frame shape {ground_truth.shape}")
+    _check_shapes(ground_truth.shape, prediction.shape, weights)
     maps = [
         np.ravel(ground_truth.semantic),
         np.ravel(ground_truth.instance),
@@ -236,18 +236,96 @@ def joint_histogram(
         return JointHistogram.empty()
     starts = _run_starts(maps)
     gt_class, gt_instance, pred_class, pred_instance = (np.take(values, starts) for values in maps)
+    return _histogram_of_runs(
+        starts, maps[0].size, (gt_class, gt_instance, pred_class, pred_instance), weights
+    )
+
+
+@dataclass(frozen=True)
+class CodedFrame:
+    """A frame kept as one 32-bit code per pixel, with the function that decodes codes.
+
+    Label PNGs already pack (class, instance) into one pixel value; keeping that value as the
+    code lets :func:`joint_histogram_coded` compare two maps per pixel instead of four and decode
+    (map classes, check ids) only at run starts. ``decode`` takes a 1-D array of codes and
+    returns their class and instance ids as ``int32``; it may raise for a code that is no valid
+    label (every code of the map is decoded at some run start, so nothing goes unchecked).
+    """
+
+    codes: UInt32Array
+    decode: CodeDecoder
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Height and width in pixels."""
+        height, width = self.codes.shape
+        return int(height), int(width)
+
+    def frame(self) -> PanopticFrame:
+        """The decoded frame (every pixel decoded; for checks and tests, not the hot path)."""
+        semantic, instance = self.decode(np.ravel(self.codes))
+        return PanopticFrame(semantic.reshape(self.shape), instance.reshape(self.shape))
+
+
+def joint_histogram_coded(
+    ground_truth: CodedFrame,
+    prediction: CodedFrame,
+    weights: npt.NDArray[np.floating] | None = None,
+) -> JointHistogram:
+    """:func:`joint_histogram` of the decoded frames, from the two code maps (same table).
+
+    Runs are cut where either code changes (two comparisons per pixel); a run on which both
+    codes are constant has constant decoded values, so the runs refine those of the decoded
+    maps and the reduction sums them to the same rows. The ground truth is decoded first.
+    """
+    _check_shapes(ground_truth.shape, prediction.shape, weights)
+    gt_codes, pred_codes = np.ravel(ground_truth.codes), np.ravel(prediction.codes)
+    if gt_codes.size == 0:
+        return JointHistogram.empty()
+    starts = _run_starts([gt_codes, pred_codes])
+    gt_class, gt_instance = ground_truth.decode(np.take(gt_codes, starts))
+    pred_class, pred_instance = prediction.decode(np.take(pred_codes, starts))
+    return _histogram_of_runs(
+        starts, gt_codes.size, (gt_class, gt_instance, pred_class, pred_instance), weights
+    )
+
+
+def _check_shapes(
+    truth: tuple[int, ...], prediction: tuple[int, ...], weights: npt.NDArray[Any] | None
+) -> None:
+    if truth != prediction:
+        raise ValueError(f"shape {prediction} != ground truth {truth}")
+    if weights is not None and weights.shape != truth:
+        raise ValueError(f"weights shape {weights.shape} != frame shape {truth}")
+
+
+def _histogram_of_runs(
+    starts: Int64Array,
+    size: int,
+    columns: tuple[IntArray, IntArray, IntArray, IntArray],
+    weights: npt.NDArray[np.floating] | None,
+) -> JointHistogram:
+    """Check the run values (gt class, gt id, pred class, pred id) and reduce the runs."""
+    gt_class, gt_instance, pred_class, pred_instance = columns
     if min(int(gt_instance.min()), int(pred_instance.min())) < 0:
         raise ValueError("instance ids must be non-negative")
     if int(gt_class.min()) < 0:
         raise ValueError("ground-truth class ids must be non-negative")
     pred_class = np.maximum(pred_class, VOID_PREDICTION)
-    lengths = np.diff(starts, append=maps[0].size)
+    lengths = np.diff(starts, append=size)
     run_weights = (
         lengths.astype(np.float64)
         if weights is None
         else np.add.reduceat(np.ravel(weights), starts)
     )
-    return _reduce_rows(gt_class, gt_instance, pred_class, pred_instance, lengths, run_weights)
+    return _reduce_rows(
+        np.asarray(gt_class, dtype=np.int32),
+        np.asarray(gt_instance, dtype=np.int32),
+        np.asarray(pred_class, dtype=np.int32),
+        np.asarray(pred_instance, dtype=np.int32),
+        lengths,
+        run_weights,
+    )
 
 
 @dataclass
