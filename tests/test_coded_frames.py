@@ -231,3 +231,38 @@ def test_other_formats_and_loaders_keep_the_frame_path(
         PredictionSource.open(pred_root, "step"), format=PredictionFormat.NPZ
     )
     assert source.read_codes(FrameRef(names[0], "000000", 0), (40, 53)) is None
+
+
+def brute_force_rows(truth: PanopticFrame, prediction: PanopticFrame) -> np.ndarray:
+    """Every distinct (gt class, gt id, pred class, pred id, pixel count), pixel by pixel."""
+    columns = [truth.semantic, truth.instance, np.maximum(prediction.semantic, -1)]
+    stacked = np.stack([*columns, prediction.instance]).reshape(4, -1).T
+    rows, counts = np.unique(stacked, axis=0, return_counts=True)
+    return np.column_stack([rows, counts])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_histograms_of_frames_larger_than_one_chunk_match_brute_force(seed: int) -> None:
+    """Frames of several comparison chunks, with label changes right at the chunk edges."""
+    rng = np.random.default_rng(seed)
+    height, width = 331, 457  # 151267 pixels: three chunks of 65536, the last one partial
+    truth, prediction, _ = random_video(rng, 1, height, width, 19, THINGS)[0]
+    prediction = PanopticFrame(
+        np.where(prediction.semantic < 0, 255, prediction.semantic).astype(np.int32),
+        np.where(prediction.semantic < 0, 0, prediction.instance).astype(np.int32),
+    )
+    for edge in (65535, 65536, 65537, 131072):  # a single-pixel change at each chunk edge
+        truth.semantic.flat[edge] = (truth.semantic.flat[edge] + 1) % 19
+        prediction.instance.flat[edge + 1] += 1
+    coded_truth, coded_prediction = step_coded(truth, False), step_coded(prediction, True)
+    decoded = coded_prediction.frame()
+    expected = brute_force_rows(truth, decoded)
+    for table in (
+        joint_histogram(truth, decoded),
+        joint_histogram_coded(coded_truth, coded_prediction),
+    ):
+        got = np.column_stack(
+            [table.gt_class, table.gt_instance, table.pred_class, table.pred_instance, table.pixels]
+        )
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(table.weight, table.pixels.astype(np.float64))
