@@ -266,3 +266,26 @@ def test_histograms_of_frames_larger_than_one_chunk_match_brute_force(seed: int)
         )
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(table.weight, table.pixels.astype(np.float64))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_codes_of_files_with_ancillary_chunks_match_the_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """gAMA/sRGB/tEXt and a tRNS colour change no sample (the alpha byte carries no label)."""
+    from tests.formats.test_png_decoders import ANCILLARY, _chunk, encode_png, label_like
+
+    rng = np.random.default_rng(seed)
+    rgb = label_like(rng, (19, 23, 3))
+    samples = rgb.reshape(-1)[:3].tolist()
+    extra = [*ANCILLARY["gamma-srgb-text"], _chunk(b"tRNS", np.array(samples, ">u2").tobytes())]
+    path = tmp_path / "a.png"
+    path.write_bytes(encode_png(rgb, rng, extra))
+    wide = png.read_png(path).astype(np.int64)
+    expected = wide[..., 0] + 256 * wide[..., 1] + 65536 * wide[..., 2]
+    np.testing.assert_array_equal(png.read_png(path), rgb)
+    with monkeypatch.context() as patch:
+        patch.setattr(png, "pyspng", None)
+        slow = png.read_rgb_codes(path)
+    for codes in (png.read_rgb_codes(path), slow):
+        np.testing.assert_array_equal(codes & 0xFFFFFF, expected)
