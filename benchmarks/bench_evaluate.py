@@ -185,11 +185,11 @@ def metric_section(
     sequence_of: list[str] = []
     for sequence in dataset.sequences("val"):
         for ref in sequence.frames:
-            truth = dataset.load_ground_truth_codes("val", ref)
-            assert truth is not None
-            read = source.read_codes(ref, truth.shape)
+            coded_truth = dataset.load_ground_truth_codes("val", ref)
+            assert coded_truth is not None
+            read = source.read_codes(ref, coded_truth.shape)
             assert read is not None
-            coded.append((truth, read[0]))
+            coded.append((coded_truth, read[0]))
             sequence_of.append(sequence.name)
     frames = [(truth.frame(), prediction.frame()) for truth, prediction in coded]
     space = dataset.label_space()
