@@ -4,18 +4,23 @@ Three sections (``--only`` picks some), each timing two things in alternating ru
 load and printing the median and the minimum of each and their ratios:
 
   * metric   — our metric (per-frame joint histograms, matching, STQ) on frames already in
-               memory against DeepLab2's own numpy ``STQuality`` (``update_state`` per frame +
-               ``result``) on the same, already-mapped frames. DeepLab2's file is imported by
+               memory, as the loaders hand them to the evaluator (one code per pixel, decoded
+               per run), against DeepLab2's own numpy ``STQuality`` (``update_state`` per frame
+               + ``result``) on the same, already-mapped frames (its int64 maps); and our metric
+               on decoded int32 frames against the coded one. DeepLab2's file is imported by
                path from ``../shared/reference-code/deeplab2`` (``--deeplab2`` to point
                elsewhere); without it the section says so and is skipped;
-  * evaluate — ``evaluate()`` end to end (1 worker) against decoding the same PNGs only (with
-               the libspng decoder ``read_png`` uses, and for reference with Pillow), and
-               ``evaluate(workers=2)`` against ``evaluate(workers=1)``;
+  * evaluate — ``evaluate()`` end to end (1 worker) against decoding the same PNGs only
+               (``read_step_png``: libspng, then the int32 maps; for reference also libspng's
+               pixel decoding alone and Pillow), and ``evaluate(workers=2)`` against
+               ``evaluate(workers=1)``;
   * memory   — peak RSS of a fresh end-to-end process for N and 2N sequences (flat = good).
 
 Run from the repository root: ``python benchmarks/bench_evaluate.py [--sequences 8] [--frames 4]
-[--rounds 5] [--only metric evaluate memory] [--json out.json]``. The load average is printed
-with the figures: on a busy machine prefer the ratios to the absolute times.
+[--rounds 5] [--only metric evaluate memory] [--json out.json] [--cpu-time]``. The load average
+is printed with the figures: on a busy machine prefer the ratios to the absolute times, or time
+with ``--cpu-time`` (this process's CPU time, so time lost to other jobs is not counted; the
+workers' CPU time is not this process's, so the 2-worker ratio is then left out).
 """
 
 from __future__ import annotations
@@ -51,7 +56,12 @@ from vpsbench.formats.step import read_step_png, write_step_png  # noqa: E402
 from vpsbench.matching import MatchingMode, match_pseudo_classes  # noqa: E402
 from vpsbench.metrics.stq import segmentation_and_tracking_quality  # noqa: E402
 from vpsbench.predictions import PredictionSource  # noqa: E402
-from vpsbench.statistics import JointHistogram, joint_histogram  # noqa: E402
+from vpsbench.statistics import (  # noqa: E402
+    CodedFrame,
+    JointHistogram,
+    joint_histogram,
+    joint_histogram_coded,
+)
 from vpsbench.video import PanopticFrame  # noqa: E402
 
 DEEPLAB2_STQ = (
@@ -65,6 +75,8 @@ DEEPLAB2_STQ = (
 )
 
 HEIGHT, WIDTH = 1024, 2048
+#: What the timings read: wall time, or this process's CPU time with ``--cpu-time``.
+CLOCK: dict[str, Callable[[], float]] = {"now": time.perf_counter}
 THINGS = (11, 12, 13, 14, 15, 16, 17, 18)
 
 
@@ -107,14 +119,22 @@ def predicted_frame(truth: PanopticFrame, seed: int) -> PanopticFrame:
 
 
 def write_split(root: Path, sequences: int, frames: int) -> tuple[Path, Path]:
-    """Write ground truth (KITTI-STEP layout) and predictions; return their roots."""
+    """Write ground truth (KITTI-STEP layout) and predictions; return their roots.
+
+    The frames are a function of their numbers, so pairs already in ``root`` (``--workdir``
+    from an earlier run) are kept.
+    """
     gt_root, pred_root = root / "kitti-step", root / "predictions"
     for s in range(sequences):
         name = f"{s:04d}"
         for t in range(frames):
+            gt_path = gt_root / "panoptic_maps" / "val" / name / f"{t:06d}.png"
+            pred_path = pred_root / name / f"{t:06d}.png"
+            if gt_path.is_file() and pred_path.is_file():
+                continue
             truth = street_frame(s, t)
-            write_step_png(gt_root / "panoptic_maps" / "val" / name / f"{t:06d}.png", truth)
-            write_step_png(pred_root / name / f"{t:06d}.png", predicted_frame(truth, 1000 * s + t))
+            write_step_png(gt_path, truth)
+            write_step_png(pred_path, predicted_frame(truth, 1000 * s + t))
     return gt_root, pred_root
 
 
@@ -137,9 +157,9 @@ def alternate(
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
         for function, bucket in ((first, times[0]), (second, times[1])):
-            start = time.perf_counter()
+            start = CLOCK["now"]()
             function()
-            bucket.append(time.perf_counter() - start)
+            bucket.append(CLOCK["now"]() - start)
     return times
 
 
@@ -159,22 +179,25 @@ def metric_section(
     gt_root: Path, pred_root: Path, total: int, rounds: int, deeplab2: ModuleType
 ) -> dict[str, Any]:
     """Our histogram + matching + STQ against DeepLab2's STQuality, frames in memory."""
-    gt_files = sorted((gt_root / "panoptic_maps" / "val").rglob("*.png"))
-    pred_files = sorted(pred_root.rglob("*.png"))
-    frames = [
-        (read_step_png(g), read_step_png(p)) for g, p in zip(gt_files, pred_files, strict=True)
-    ]
-    sequence_of = [g.parent.name for g in gt_files]
     dataset = open_dataset("kitti-step", gt_root, {"things": "cityscapes"})
+    source = PredictionSource.open(pred_root, "step")
+    coded: list[tuple[CodedFrame, CodedFrame]] = []
+    sequence_of: list[str] = []
+    for sequence in dataset.sequences("val"):
+        for ref in sequence.frames:
+            coded_truth = dataset.load_ground_truth_codes("val", ref)
+            assert coded_truth is not None
+            read = source.read_codes(ref, coded_truth.shape)
+            assert read is not None
+            coded.append((coded_truth, read[0]))
+            sequence_of.append(sequence.name)
+    frames = [(truth.frame(), prediction.frame()) for truth, prediction in coded]
     space = dataset.label_space()
     is_thing = np.zeros(256, dtype=bool)
     is_thing[list(space.thing_classes)] = True
 
-    def ours() -> tuple[np.ndarray, float]:
-        """Histograms, matching, relabelling and STQ: everything after decoding."""
-        tables: dict[str, list[JointHistogram]] = {}
-        for name, (truth, prediction) in zip(sequence_of, frames, strict=True):
-            tables.setdefault(name, []).append(joint_histogram(truth, prediction))
+    def metric(tables: dict[str, list[JointHistogram]]) -> tuple[np.ndarray, float]:
+        """Matching, relabelling and STQ from the per-frame histograms."""
         joints = {name: JointHistogram.merge(parts) for name, parts in tables.items()}
         split = JointHistogram.merge(joints.values())
         num_pseudo = int(split.pred_class.max()) + 1
@@ -193,7 +216,22 @@ def metric_section(
         )
         return matching.target, result.stq
 
+    def ours() -> tuple[np.ndarray, float]:
+        """Histograms from the coded frames, matching, relabelling and STQ: all after decoding."""
+        tables: dict[str, list[JointHistogram]] = {}
+        for name, (truth, prediction) in zip(sequence_of, coded, strict=True):
+            tables.setdefault(name, []).append(joint_histogram_coded(truth, prediction))
+        return metric(tables)
+
+    def ours_on_frames() -> tuple[np.ndarray, float]:
+        """The same from decoded int32 frames (four maps a frame instead of two)."""
+        tables: dict[str, list[JointHistogram]] = {}
+        for name, (truth, prediction) in zip(sequence_of, frames, strict=True):
+            tables.setdefault(name, []).append(joint_histogram(truth, prediction))
+        return metric(tables)
+
     target, our_stq = ours()
+    assert our_stq == ours_on_frames()[1]
     # DeepLab2's input: (class << 16) + instance with the matched classes, void → ignore label.
     shift = 16
     encoded = []
@@ -221,6 +259,8 @@ def metric_section(
     figures["deeplab2_ms_per_frame_median"] = 1000 * statistics.median(slow) / total
     figures["stq_ours"] = our_stq
     figures["stq_deeplab2"] = theirs_stq[0]
+    slow, fast = alternate(ours_on_frames, ours, rounds)
+    figures.update(ratio_figures("metric_int32_frames_over_coded", slow, fast))
     return figures
 
 
@@ -239,6 +279,11 @@ def evaluate_section(
         for path in files:
             read_step_png(path)
 
+    def decode_pixels() -> None:
+        """libspng's decoding alone (the RGB samples, before the int32 maps are made)."""
+        for path in files:
+            png.read_png(path)
+
     def run(workers: int) -> Callable[[], object]:
         return lambda: evaluate(job, settings, sequences=sequences, workers=workers)
 
@@ -253,11 +298,14 @@ def evaluate_section(
 
     slow, fast = alternate(run(1), decode, rounds)
     figures = ratio_figures("evaluate_over_decode", slow, fast)
+    slow, fast = alternate(run(1), decode_pixels, rounds)
+    figures.update(ratio_figures("evaluate_over_libspng_pixels", slow, fast))
     if getattr(png, "pyspng") is not None:  # noqa: B009
         slow, fast = alternate(run(1), decode_with_pillow, rounds)
         figures.update(ratio_figures("evaluate_over_pillow_decode", slow, fast))
-    slow, fast = alternate(run(1), run(2), rounds)
-    figures.update(ratio_figures("workers_2_speedup", slow, fast))
+    if CLOCK["now"] is time.perf_counter:  # the workers' CPU time is not this process's
+        slow, fast = alternate(run(1), run(2), rounds)
+        figures.update(ratio_figures("workers_2_speedup", slow, fast))
     return figures
 
 
@@ -290,7 +338,14 @@ def main() -> None:
     parser.add_argument("--deeplab2", type=Path, default=DEEPLAB2_STQ, help="DeepLab2 STQ file.")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="Time this process's CPU time instead of wall time (busy machines; no workers).",
+    )
     args = parser.parse_args()
+    if args.cpu_time:
+        CLOCK["now"] = time.process_time
     sections = set(args.only or ("metric", "evaluate", "memory"))
     deeplab2 = load_deeplab2(args.deeplab2) if "metric" in sections else None
 
@@ -299,6 +354,7 @@ def main() -> None:
         "sequences": args.sequences,
         "resolution": f"{HEIGHT}x{WIDTH}",
         "load_average_before": os.getloadavg()[0],
+        "clock": "cpu" if args.cpu_time else "wall",
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = args.workdir or Path(scratch)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from vpsbench.datasets.base import Dataset, LabelSpace
 from vpsbench.errors import InputError, VpsbenchError
@@ -32,13 +33,15 @@ from vpsbench.metrics.tracking import TRACKING_METRICS, TrackingResult, tracking
 from vpsbench.metrics.vpq import VPQResult, VPQTotals
 from vpsbench.predictions import PredictionSource
 from vpsbench.statistics import (
+    CodedFrame,
     JointHistogram,
     SequenceStatistics,
     joint_histogram,
+    joint_histogram_coded,
     relabel_frames,
 )
 from vpsbench.stats_file import SplitStatistics, StatsFile, StatsHeader, StatsWriter
-from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
+from vpsbench.video import FrameRef, LabelMap, PanopticFrame, SequenceRef
 
 ALL_METRICS = ("stq", "vpq", "pq")  # the default selection
 KNOWN_METRICS = ALL_METRICS + TRACKING_METRICS  # HOTA, CLEAR, Identity are opt-in
@@ -106,16 +109,46 @@ def reduce_sequence(job: EvaluationJob, sequence: SequenceRef) -> SequenceOutcom
     tables: list[JointHistogram] = []
     digests: dict[str, str] = {}
     for frame in sequence.frames:
-        ground_truth = job.dataset.load_ground_truth(job.split, frame)
-        prediction, digest = job.predictions.read(frame, ground_truth.shape)
-        if job.class_limit is not None:
-            _check_class_limit(job, frame, prediction, job.class_limit)
-        weights = job.dataset.load_pixel_weights(job.split, frame)
-        tables.append(joint_histogram(ground_truth, prediction, weights))
+        table, digest = _frame_histogram(job, frame)
+        tables.append(table)
         path = job.predictions.path_of(frame)
         digests[path.relative_to(job.predictions.root).as_posix()] = digest
     names = [frame.name for frame in sequence.frames]
     return SequenceOutcome(SequenceStatistics.from_frames(sequence.name, names, tables), digests)
+
+
+def _frame_histogram(job: EvaluationJob, frame: FrameRef) -> tuple[JointHistogram, str]:
+    """One frame's joint histogram and its prediction file's SHA-256.
+
+    When the ground truth and the prediction both come as per-pixel codes (STEP PNGs), the
+    histogram is built from the codes (:func:`joint_histogram_coded`: same table, same errors,
+    two comparisons a pixel instead of four and no per-pixel decoding); otherwise from frames.
+    """
+    weights = job.dataset.load_pixel_weights(job.split, frame)
+    coded_truth = job.dataset.load_ground_truth_codes(job.split, frame)
+    if coded_truth is not None:
+        coded = job.predictions.read_codes(frame, coded_truth.shape)
+        if coded is not None:
+            prediction_codes, digest = coded
+            if job.class_limit is not None:
+                prediction_codes = _limited(job, frame, prediction_codes, job.class_limit)
+            return joint_histogram_coded(coded_truth, prediction_codes, weights), digest
+    ground_truth = job.dataset.load_ground_truth(job.split, frame)
+    prediction, digest = job.predictions.read(frame, ground_truth.shape)
+    if job.class_limit is not None:
+        _check_class_limit(job, frame, prediction, job.class_limit)
+    return joint_histogram(ground_truth, prediction, weights), digest
+
+
+def _limited(job: EvaluationJob, frame: FrameRef, codes: CodedFrame, limit: int) -> CodedFrame:
+    """``codes`` whose decoder also applies :func:`_check_class_limit` to what it decodes."""
+
+    def decode(values: npt.NDArray[np.uint32]) -> tuple[LabelMap, LabelMap]:
+        semantic, instance = codes.decode(values)
+        _check_class_limit(job, frame, PanopticFrame(semantic[None], instance[None]), limit)
+        return semantic, instance
+
+    return CodedFrame(codes.codes, decode)
 
 
 def _check_class_limit(

@@ -27,10 +27,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from vpsbench.errors import InputError, VpsbenchError
 from vpsbench.formats import coco_panoptic, divisor_png, mots, npz, png, step
-from vpsbench.video import FrameRef, PanopticFrame
+from vpsbench.statistics import CodedFrame
+from vpsbench.video import FrameRef, LabelMap, PanopticFrame
 
 PNG_VOID_CLASS = 255
 MOTS_IGNORE_CLASS = 10
@@ -144,6 +146,34 @@ class PredictionSource:
             )
         self._check_ids(path, prediction)
         return prediction, digest
+
+    def read_codes(self, frame: FrameRef, shape: tuple[int, int]) -> tuple[CodedFrame, str] | None:
+        """:meth:`read` as one code per pixel (STEP only; ``None`` for other formats).
+
+        The file checks run at once; the id checks run in the decoder, on every distinct code.
+        """
+        if self.format is not PredictionFormat.STEP:
+            return None
+        path = self.path_of(frame)
+        if not path.is_file():
+            raise InputError(
+                path, f"missing prediction for frame {frame.name!r} of sequence {frame.sequence!r}"
+            )
+        digest = _sha256(path)
+        codes = png.read_rgb_codes(path, "STEP")
+        if codes.shape != shape:
+            raise InputError(
+                path, f"prediction shape {codes.shape} does not match the ground truth {shape}"
+            )
+
+        def decode(values: npt.NDArray[np.uint32]) -> tuple[LabelMap, LabelMap]:
+            red, green, blue = png.code_channels(values)
+            native = PanopticFrame(red[None], ((green << 8) | blue)[None])
+            prediction = _void_where(native, PNG_VOID_CLASS)
+            self._check_ids(path, prediction)
+            return prediction.semantic[0], prediction.instance[0]
+
+        return CodedFrame(codes, decode), digest
 
     def _decode(self, path: Path, frame: FrameRef, shape: tuple[int, int]) -> PanopticFrame:
         if self.format is PredictionFormat.NPZ:

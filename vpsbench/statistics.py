@@ -14,9 +14,9 @@ label (255); ``pred_class`` is the predicted (pseudo-)class, ``-1`` where the pr
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,9 @@ Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.signedinteger[Any]]
+UInt32Array = npt.NDArray[np.uint32]
+#: Decodes a 1-D array of pixel codes into their class and instance ids (see :class:`CodedFrame`).
+CodeDecoder = Callable[[UInt32Array], tuple[Int32Array, Int32Array]]
 
 VOID_PREDICTION = -1
 
@@ -195,16 +198,36 @@ def _reduce_rows(
     )
 
 
-def _run_starts(maps: Sequence[IntArray]) -> Int64Array:
-    """Start of every raster-order run of pixels on which all the given maps stay constant."""
-    change = np.empty(maps[0].size, dtype=bool)
-    change[:1] = True
-    np.not_equal(maps[0][1:], maps[0][:-1], out=change[1:])
-    scratch = np.empty(change.size - 1, dtype=bool)
-    for values in maps[1:]:
-        np.not_equal(values[1:], values[:-1], out=scratch)
-        change[1:] |= scratch
-    return np.flatnonzero(change)
+def _runs(maps: Sequence[npt.NDArray[_Int]]) -> tuple[Int64Array, list[npt.NDArray[_Int]]]:
+    """Start of every raster-order run on which all the given maps stay constant, and each
+    map's value there.
+
+    Done in chunks of :data:`_RUN_CHUNK` pixels so that the comparison masks and the gathered
+    values stay in the CPU cache (the maps are read from memory once).
+    """
+    size = maps[0].size
+    starts, values = [np.zeros(1, np.int64)], [[m[:1]] for m in maps]
+    change = np.empty(min(size, _RUN_CHUNK), dtype=bool)
+    scratch = np.empty_like(change)
+    for low in range(1, size, _RUN_CHUNK):
+        count = min(_RUN_CHUNK, size - low)
+        mask, other = change[:count], scratch[:count]
+        windows = [m[low - 1 : low + count] for m in maps]
+        np.not_equal(windows[0][1:], windows[0][:-1], out=mask)
+        for window in windows[1:]:
+            np.not_equal(window[1:], window[:-1], out=other)
+            mask |= other
+        found = np.flatnonzero(mask)
+        found += 1
+        starts.append(found + (low - 1))
+        for gathered, window in zip(values, windows, strict=True):
+            gathered.append(window[found])
+    return np.concatenate(starts), [np.concatenate(gathered) for gathered in values]
+
+
+_Int = TypeVar("_Int", bound=np.integer[Any])
+#: Pixels compared per step in :func:`_runs` (a few 100 kB of masks and windows: cache-sized).
+_RUN_CHUNK = 1 << 16
 
 
 def joint_histogram(
@@ -222,10 +245,7 @@ def joint_histogram(
     ``prediction.semantic`` values below 0 are void. The shapes must agree (callers check this
     first to report the offending file).
     """
-    if ground_truth.shape != prediction.shape:
-        raise ValueError(f"shape {prediction.shape} != ground truth {ground_truth.shape}")
-    if weights is not None and weights.shape != ground_truth.shape:
-        raise ValueError(f"weights shape {weights.shape} != frame shape {ground_truth.shape}")
+    _check_shapes(ground_truth.shape, prediction.shape, weights)
     maps = [
         np.ravel(ground_truth.semantic),
         np.ravel(ground_truth.instance),
@@ -234,20 +254,106 @@ def joint_histogram(
     ]
     if maps[0].size == 0:
         return JointHistogram.empty()
-    starts = _run_starts(maps)
-    gt_class, gt_instance, pred_class, pred_instance = (np.take(values, starts) for values in maps)
-    if min(int(gt_instance.min()), int(pred_instance.min())) < 0:
-        raise ValueError("instance ids must be non-negative")
-    if int(gt_class.min()) < 0:
-        raise ValueError("ground-truth class ids must be non-negative")
-    pred_class = np.maximum(pred_class, VOID_PREDICTION)
+    starts, columns = _runs(maps)
     lengths = np.diff(starts, append=maps[0].size)
     run_weights = (
         lengths.astype(np.float64)
         if weights is None
         else np.add.reduceat(np.ravel(weights), starts)
     )
-    return _reduce_rows(gt_class, gt_instance, pred_class, pred_instance, lengths, run_weights)
+    return _checked_histogram(columns, lengths, run_weights)
+
+
+@dataclass(frozen=True)
+class CodedFrame:
+    """A frame kept as one 32-bit code per pixel, with the function that decodes codes.
+
+    Label PNGs already pack (class, instance) into one pixel value; keeping that value as the
+    code lets :func:`joint_histogram_coded` compare two maps per pixel instead of four and decode
+    (map classes, check ids) only the distinct codes. ``decode`` takes a 1-D array of codes and
+    returns their class and instance ids as ``int32``; it may raise for a code that is no valid
+    label (every code of the map reaches the decoder, so nothing goes unchecked).
+    """
+
+    codes: UInt32Array
+    decode: CodeDecoder
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Height and width in pixels."""
+        height, width = self.codes.shape
+        return int(height), int(width)
+
+    def frame(self) -> PanopticFrame:
+        """The decoded frame (every pixel decoded; for checks and tests, not the hot path)."""
+        semantic, instance = self.decode(np.ravel(self.codes))
+        return PanopticFrame(semantic.reshape(self.shape), instance.reshape(self.shape))
+
+
+def joint_histogram_coded(
+    ground_truth: CodedFrame,
+    prediction: CodedFrame,
+    weights: npt.NDArray[np.floating] | None = None,
+) -> JointHistogram:
+    """:func:`joint_histogram` of the decoded frames, from the two code maps (same table).
+
+    Runs are cut where either code changes (two comparisons per pixel); a run on which both
+    codes are constant has constant decoded values, so the runs refine those of the decoded
+    maps and the reduction sums them to the same rows. Without weights the runs are first
+    summed per (gt code, pred code) pair, so only the pairs are decoded (ground truth first).
+    """
+    _check_shapes(ground_truth.shape, prediction.shape, weights)
+    gt_codes, pred_codes = np.ravel(ground_truth.codes), np.ravel(prediction.codes)
+    if gt_codes.size == 0:
+        return JointHistogram.empty()
+    size = gt_codes.size
+    starts, (gt_codes, pred_codes) = _runs([gt_codes, pred_codes])
+    lengths = np.diff(starts, append=size)
+    if weights is None:
+        # Sum the runs of each (gt code, pred code) pair first (a few hundred in a frame) and
+        # decode those: the counts are integers, so the order of the sums changes nothing.
+        pairs = (gt_codes.astype(np.uint64) << np.uint64(32)) | pred_codes
+        ordered = np.sort(pairs)
+        distinct = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+        group = np.searchsorted(distinct, pairs)
+        pixels = np.bincount(group, weights=lengths, minlength=distinct.size).astype(np.int64)
+        gt_codes = (distinct >> np.uint64(32)).astype(np.uint32)
+        pred_codes = (distinct & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        run_weights = pixels.astype(np.float64)
+    else:
+        pixels, run_weights = lengths, np.add.reduceat(np.ravel(weights), starts)
+    return _checked_histogram(
+        [*ground_truth.decode(gt_codes), *prediction.decode(pred_codes)], pixels, run_weights
+    )
+
+
+def _check_shapes(
+    truth: tuple[int, ...], prediction: tuple[int, ...], weights: npt.NDArray[Any] | None
+) -> None:
+    if truth != prediction:
+        raise ValueError(f"shape {prediction} != ground truth {truth}")
+    if weights is not None and weights.shape != truth:
+        raise ValueError(f"weights shape {weights.shape} != frame shape {truth}")
+
+
+def _checked_histogram(
+    columns: Sequence[IntArray], pixels: Int64Array, weight: Float64Array
+) -> JointHistogram:
+    """Check rows (gt class, gt id, pred class, pred id) with their counts, and reduce them."""
+    gt_class, gt_instance, pred_class, pred_instance = columns
+    if min(int(gt_instance.min()), int(pred_instance.min())) < 0:
+        raise ValueError("instance ids must be non-negative")
+    if int(gt_class.min()) < 0:
+        raise ValueError("ground-truth class ids must be non-negative")
+    pred_class = np.maximum(pred_class, VOID_PREDICTION)
+    return _reduce_rows(
+        np.asarray(gt_class, dtype=np.int32),
+        np.asarray(gt_instance, dtype=np.int32),
+        np.asarray(pred_class, dtype=np.int32),
+        np.asarray(pred_instance, dtype=np.int32),
+        pixels,
+        weight,
+    )
 
 
 @dataclass

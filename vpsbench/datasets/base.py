@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpsbench.errors import VpsbenchError
+from vpsbench.statistics import CodedFrame
 from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
 
 IGNORE_LABEL = 255
@@ -185,6 +186,14 @@ class Dataset(abc.ABC):
 
         Raises :class:`~vpsbench.errors.InputError` naming the file when it is missing or broken.
         """
+
+    def load_ground_truth_codes(self, split: str, frame: FrameRef) -> CodedFrame | None:
+        """The same ground truth as one code per pixel (the evaluator's fast path), or ``None``.
+
+        Loaders whose files pack a frame into one pixel value (STEP PNGs) return it with a
+        decoder whose results and errors are :meth:`load_ground_truth`'s; ``None``: use that.
+        """
+        return None
 
     def load_pixel_weights(self, split: str, frame: FrameRef) -> npt.NDArray[np.float64] | None:
         """Per-pixel weights for weighted STQ (Waymo wSTQ), or ``None`` for unit weights."""

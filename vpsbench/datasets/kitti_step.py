@@ -70,8 +70,10 @@ from vpsbench.datasets.common import (
 )
 from vpsbench.datasets.registry import register_dataset
 from vpsbench.errors import InputError
+from vpsbench.formats.png import code_channels, read_rgb_codes
 from vpsbench.formats.step import read_step_png
-from vpsbench.video import FrameRef, PanopticFrame, SequenceRef
+from vpsbench.statistics import CodedFrame
+from vpsbench.video import FrameRef, LabelMap, PanopticFrame, SequenceRef
 
 #: Frame counts of the KITTI tracking sequences by split (mots_tools train/val seqmaps; the
 #: train counts sum to the 5027 frames of DeepLab2's KITTI_STEP_INFORMATION).
@@ -204,6 +206,21 @@ class KittiStep(Dataset):
         return native_to_evaluation_frame(
             native, self._class_table(), self.label_space().thing_classes, path
         )
+
+    def load_ground_truth_codes(self, split: str, frame: FrameRef) -> CodedFrame | None:
+        """The STEP png's pixels as codes; decoding maps them like :meth:`load_ground_truth`."""
+        if type(self).load_ground_truth is not KittiStep.load_ground_truth:
+            return None  # a subclass reads its ground truth differently
+        path = require_regular_file(self._label_path(split, frame))
+        table, things = self._class_table(), self.label_space().thing_classes
+
+        def decode(codes: npt.NDArray[np.uint32]) -> tuple[LabelMap, LabelMap]:
+            red, green, blue = code_channels(codes)
+            native = PanopticFrame(red[None], ((green << 8) | blue)[None])
+            mapped = native_to_evaluation_frame(native, table, things, path)
+            return mapped.semantic[0], mapped.instance[0]
+
+        return CodedFrame(read_rgb_codes(path, "STEP"), decode)
 
     # -- verify ---------------------------------------------------------------------------------
     def verify(self, split: str) -> list[Problem]:

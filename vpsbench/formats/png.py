@@ -41,6 +41,16 @@ _COLOR_TYPE_NAMES = {
 _COMPRESS_LEVEL = 6
 
 PngArray = npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
+# What a damaged PNG may raise while it is decoded (turned into one-line InputErrors).
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    struct.error,
+    zlib.error,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,19 +164,56 @@ def read_png(path: str | Path) -> PngArray:
                 array = _image_to_array(image, header)
     except Image.DecompressionBombError:
         raise InputError(path, "PNG too large to decode safely") from None
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        RuntimeError,
-        struct.error,
-        zlib.error,
-    ) as exc:
+    except _DECODE_ERRORS as exc:
         raise InputError(path, _one_line(exc)) from None
     if array.shape[:2] != (header.height, header.width):
         raise InputError(path, f"decoded size {array.shape[:2]} does not match the PNG header")
     return array
+
+
+def read_rgb_codes(path: str | Path, kind: str = "") -> npt.NDArray[np.uint32]:
+    """An 8-bit RGB PNG as one ``uint32`` code per pixel: ``R | G << 8 | B << 16`` (H×W).
+
+    Bits 24–31 hold an alpha byte and carry no label (:func:`code_channels` ignores them). Label
+    formats that spread one value over the channels (STEP) are compared and counted on these
+    codes, one array of four bytes a pixel, and decoded only where needed. libspng writes the
+    codes directly (decoding to RGBA); otherwise they are packed from :func:`read_png`'s
+    samples. The checks and errors are :func:`read_png`'s, and a PNG that is not RGB raises
+    :class:`InputError` ("expected an 8-bit RGB ``kind`` PNG").
+    """
+    data = _read_bytes(path)
+    try:
+        header = _check_png_structure(data)
+        rgb = (header.bit_depth, header.color_type, header.interlaced) == (8, 2, False)
+        if pyspng is not None and rgb:
+            _check_pixel_count(header)
+            rgba = np.asarray(pyspng.load(data, "RGBA"), dtype=np.uint8)
+            if rgba.shape != (header.height, header.width, 4):
+                raise ValueError(f"decoded size {rgba.shape[:2]} does not match the header")
+            codes = np.ascontiguousarray(rgba).view("<u4")[:, :, 0]
+            return codes.astype(np.uint32, copy=False)  # a view on little-endian machines
+    except Image.DecompressionBombError:
+        raise InputError(path, "PNG too large to decode safely") from None
+    except _DECODE_ERRORS as exc:
+        raise InputError(path, _one_line(exc)) from None
+    array = read_png(path)
+    if array.ndim != 3 or array.dtype != np.uint8:
+        label = f"{kind} " if kind else ""
+        raise InputError(path, f"expected an 8-bit RGB {label}PNG, got {describe_png_array(array)}")
+    codes = array[:, :, 2].astype(np.uint32)
+    codes <<= 8
+    codes |= array[:, :, 1]
+    codes <<= 8
+    codes |= array[:, :, 0]
+    return codes
+
+
+def code_channels(
+    codes: npt.NDArray[np.uint32],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """The R, G and B samples behind :func:`read_rgb_codes` codes, as ``int32`` arrays."""
+    values = codes.astype(np.int32) if codes.dtype != np.int32 else codes
+    return values & 0xFF, (values >> 8) & 0xFF, (values >> 16) & 0xFF
 
 
 # (bit depth, colour type) → libspng output format for the formats it decodes here.
