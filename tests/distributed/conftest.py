@@ -8,6 +8,7 @@ Skipped, with the reason, when Ray is not installed.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,15 +44,55 @@ def _ray_command() -> list[str]:
     return [str(script)] if script.is_file() else [shutil.which("ray") or "ray"]
 
 
+def _import_roots() -> list[str]:
+    """The folders this process imports vpsbench and its plugin packages from (the cluster's
+    workers must run the very code the driver runs, a checkout's or an installed one)."""
+    roots = [str(REPO)]
+    for name in ("vpsbench_methods", "vpsbench_baselines"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin is not None:
+            roots.append(str(Path(spec.origin).parents[1]))
+    return roots
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[3])  # fields after the name: state ppid pgrp sid
+
+
+def kill_a_running_task(
+    cluster: RayCluster, title: bytes, stop: threading.Event, killed: list[int]
+) -> None:
+    """SIGKILL the first process of ``cluster`` whose title starts with ``title`` (once)."""
+    while not stop.is_set():
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            if command.startswith(title) and _session_of(pid) == cluster.session:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.005)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'vpsbench[distributed]'")
     port = _free_port()
     temp = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))  # short: Ray's socket paths
-    env = os.environ | {
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    }
+    roots = [*_import_roots(), os.environ.get("PYTHONPATH", "")]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(roots)}
     env |= {"RAY_USAGE_STATS_ENABLED": "0"}
+    # On a loaded machine the raylet's agents start slowly; Ray's default (100 s) ends the node.
+    env |= {"RAY_agent_register_timeout_ms": str(600_000)}
     log = (temp / "ray-start.log").open("wb")
     process = subprocess.Popen(
         [
@@ -96,4 +138,5 @@ def ray_cluster() -> Iterator[RayCluster]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # any member left of the cluster's group
         log.close()
-        shutil.rmtree(temp, ignore_errors=True)
+        if not os.environ.get("VPSBENCH_KEEP_RAY_LOGS"):  # set it to read the cluster's logs
+            shutil.rmtree(temp, ignore_errors=True)
