@@ -126,7 +126,7 @@ def _start_head(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while STARTED not in log_path.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
             _stop(process)
@@ -142,9 +142,13 @@ def ray_cluster() -> Iterator[RayCluster]:
     roots = [*_import_roots(), os.environ.get("PYTHONPATH", "")]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(roots)}
     env |= {"RAY_USAGE_STATS_ENABLED": "0"}
-    # On a loaded machine the raylet and its agents start slowly; Ray's defaults (30 s, 100 s)
-    # end the node, so the fixture waits longer and tries again (ATTEMPTS).
-    env |= {"RAY_agent_register_timeout_ms": str(600_000), "RAY_raylet_start_wait_time_s": "300"}
+    # On a loaded machine the head's processes start slowly; Ray's defaults (dashboard 60 s,
+    # raylet 30 s, agents 100 s) end the node, so the fixture waits longer and tries again.
+    env |= {
+        "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "600",
+        "RAY_raylet_start_wait_time_s": "600",
+        "RAY_agent_register_timeout_ms": str(600_000),
+    }
     process: subprocess.Popen[bytes] | None = None
     try:
         for attempt in range(1, ATTEMPTS + 1):
