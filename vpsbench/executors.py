@@ -8,13 +8,19 @@ and so every number, the same whatever the executor, the worker count or the clu
 ``ray`` submits one task per item with ``max_retries`` (a worker or node that dies mid-task is
 replaced and the task rerun; a task that raises is not retried, its error is reported) and keeps
 a bounded window of tasks in flight, so memory stays flat however many sequences there are.
+
+:func:`ordered_map_with_setup` is the same mapping for work that needs something costly first
+(a network's weights): the setup runs once per worker (in this process, per pool process, or per
+Ray actor of a pool, one actor per CPU or per ``num_gpus`` GPUs) and every item reuses its result.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import multiprocessing
 import socket
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -26,6 +32,7 @@ from vpsbench.errors import VpsbenchError
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
 
 #: Tasks a Ray worker death may cost before the run fails (Ray reruns the task each time).
 DEFAULT_MAX_RETRIES = 3
@@ -77,7 +84,8 @@ def executor_spec(
         raise VpsbenchError(f"--executor must be one of {known}, got {executor!r}") from None
     spec = ExecutorSpec(kind, workers, ray_address or None, **options)
     if spec.kind is ExecutorKind.RAY:
-        connect_ray(spec.ray_address)  # fail before reading one frame
+        ray = connect_ray(spec.ray_address)  # fail before reading one frame
+        actor_slots(spec, ray.cluster_resources())  # and before any work when it lacks GPUs
     return spec
 
 
@@ -97,6 +105,44 @@ def ordered_map(
     pool: Executor = ProcessPoolExecutor(max_workers=spec.workers, mp_context=context)
     with pool:
         yield from pool.map(function, items)
+
+
+def ordered_map_with_setup(
+    setup: Callable[[], S],
+    function: Callable[[S, T], R],
+    items: Sequence[T],
+    spec: ExecutorSpec | None = None,
+) -> Iterator[R]:
+    """``function(setup(), item)`` for every item, yielded in item order, ``setup`` run once per
+    worker (not per item) and only when there is an item: in this process, in each local pool
+    process, or in each Ray actor of a pool (:func:`_ray_actor_map`)."""
+    spec = spec or ExecutorSpec()
+    if not items:
+        return
+    if spec.kind is ExecutorKind.RAY:
+        yield from _ray_actor_map(setup, function, items, spec)
+        return
+    if spec.workers <= 1 or len(items) <= 1:
+        state = setup()
+        for item in items:
+            yield function(state, item)
+        return
+    per_process = functools.partial(_with_process_state, uuid.uuid4().hex, setup, function)
+    yield from ordered_map(per_process, items, spec)
+
+
+_process_state: dict[str, Any] = {}  # a pool process's setup result, under its map's token
+
+
+def _with_process_state(
+    token: str, setup: Callable[[], S], function: Callable[[S, T], R], item: T
+) -> R:
+    """What a local pool process runs per item: the setup on its first item of this map, kept."""
+    if token not in _process_state:
+        _process_state.clear()  # a previous map's state (a forked pool of an earlier call)
+        _process_state[token] = setup()
+    state: S = _process_state[token]
+    return function(state, item)
 
 
 # --- Ray -------------------------------------------------------------------------------------
@@ -153,17 +199,29 @@ def connect_ray(address: str | None) -> Any:
         raise VpsbenchError(
             f"--ray-address {where}: cannot join the Ray cluster ({error})"
         ) from None
+    _connected["address"] = address  # the next stage of this run reuses the connection
     return ray
 
 
-def _run_on_worker(function: Callable[[T], R], item: T, version: str) -> R:
-    """What a Ray task runs: the function, after checking the worker has our vpsbench."""
+def _check_version(version: str) -> None:
+    """Refuse to run on a worker whose vpsbench differs from the driver's."""
     if vpsbench.__version__ != version:
         raise VpsbenchError(
             f"a Ray worker runs vpsbench {vpsbench.__version__}, the driver {version}; install "
             "the same version on every node"
         )
+
+
+def _run_on_worker(function: Callable[[T], R], item: T, version: str) -> R:
+    """What a Ray task runs: the function, after checking the worker has our vpsbench."""
+    _check_version(version)
     return function(item)
+
+
+def _unwrap_task_error(error: Exception) -> Exception:
+    """A task's VpsbenchError as itself (one clear line), any other failure as Ray reports it."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, VpsbenchError) else error
 
 
 def _ray_map(function: Callable[[T], R], items: Sequence[T], spec: ExecutorSpec) -> Iterator[R]:
@@ -187,10 +245,92 @@ def _ray_map(function: Callable[[T], R], items: Sequence[T], spec: ExecutorSpec)
         while pending:
             yield ray.get(pending.popleft())
     except RayTaskError as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, VpsbenchError):
-            raise cause from None
-        raise
+        raise _unwrap_task_error(error) from None
     finally:
         for ref in pending:
             ray.cancel(ref, force=False)
+
+
+class SetupActor:
+    """A Ray actor of :func:`_ray_actor_map`: runs ``setup`` on its first item, keeps the result.
+
+    The setup is lazy (in the first call, not in ``__init__``) so that an error it raises reaches
+    the driver as a task error, and so that an actor Ray restarts after a death sets up again.
+    """
+
+    def __init__(self, setup: Callable[[], Any], function: Callable[[Any, Any], Any], version: str):
+        self._setup, self._function, self._version = setup, function, version
+        self._ready = False
+        self._state: Any = None
+
+    def run(self, item: Any) -> Any:
+        _check_version(self._version)
+        if not self._ready:
+            self._state, self._ready = self._setup(), True
+        return self._function(self._state, item)
+
+
+def actor_slots(spec: ExecutorSpec, resources: dict[str, float]) -> int:
+    """How many actors the cluster's ``resources`` hold: one CPU each, and ``num_gpus`` GPUs."""
+    slots = int(resources.get("CPU", 0))
+    if spec.num_gpus > 0:
+        gpus = resources.get("GPU", 0.0)
+        if gpus < spec.num_gpus:
+            where = spec.ray_address or "the default address"
+            raise VpsbenchError(
+                f"--ray-address {where}: the Ray cluster has {gpus:g} GPUs and each worker needs "
+                f"{spec.num_gpus:g} (--device cuda); add GPU nodes or run with --device cpu"
+            )
+        slots = min(slots, int(gpus // spec.num_gpus))
+    return max(slots, 1)
+
+
+def _ray_actor_map(
+    setup: Callable[[], S], function: Callable[[S, T], R], items: Sequence[T], spec: ExecutorSpec
+) -> Iterator[R]:
+    """Hand the items to a pool of :class:`SetupActor` (at most one item each at a time) and
+    yield the results in item order; a dead actor is restarted and its item retried by Ray
+    (``max_restarts`` / ``max_task_retries``), results waiting for an earlier one are bounded."""
+    ray = connect_ray(spec.ray_address)
+    from ray.exceptions import RayActorError, RayTaskError
+
+    count = min(len(items), actor_slots(spec, ray.cluster_resources()))
+    actor_class = ray.remote(SetupActor).options(
+        num_cpus=1,
+        num_gpus=spec.num_gpus,
+        max_restarts=spec.max_retries,
+        max_task_retries=spec.max_retries,
+    )
+    setup_ref, function_ref = ray.put(setup), ray.put(function)
+    actors = [
+        actor_class.remote(setup_ref, function_ref, vpsbench.__version__) for _ in range(count)
+    ]
+    idle: deque[Any] = deque(actors)
+    running: dict[Any, tuple[int, Any]] = {}  # result ref → (item index, its actor)
+    finished: dict[int, Any] = {}
+    submitted = yielded = 0
+    try:
+        while yielded < len(items):
+            while idle and submitted < len(items) and submitted - yielded < 2 * count:
+                actor = idle.popleft()
+                running[actor.run.remote(items[submitted])] = (submitted, actor)
+                submitted += 1
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                index, actor = running.pop(ref)
+                finished[index] = ray.get(ref)
+                idle.append(actor)
+            while yielded in finished:
+                yield finished.pop(yielded)
+                yielded += 1
+    except RayTaskError as error:
+        raise _unwrap_task_error(error) from None
+    except RayActorError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VpsbenchError(
+            f"a Ray actor died and was restarted {spec.max_retries} times, then died again "
+            f"({reason}); look for the cause (memory, a node lost) in the cluster's logs"
+        ) from None
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)  # frees its CPU/GPU for the next stage at once

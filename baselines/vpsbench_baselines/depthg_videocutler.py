@@ -16,9 +16,10 @@ object-sized components linked within each clip by mask IoU) — not the baselin
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,11 @@ from vpsbench_methods.videocups.temporal import (
 
 from vpsbench.cues import VideoClip
 from vpsbench.errors import VpsbenchError
+from vpsbench.executors import ordered_map_with_setup
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.npz import read_npz, write_npz
 from vpsbench.methods import PREDICT_STAGE, Method, MethodConfig, RunContext
-from vpsbench.methods.base import Range
+from vpsbench.methods.base import Range, WorkerContext
 from vpsbench.predictions import MAX_CLASS_ID
 from vpsbench.tracking.clips import align_clip_ids, split_into_clips
 from vpsbench.tracking.panoptic import track_panoptic_video
@@ -91,6 +93,74 @@ class DepthGVideoCutLERConfig(MethodConfig):
             )
 
 
+@dataclass
+class Segmenter:
+    """What segments the sequences of one worker: the semantic and instance sources."""
+
+    context: RunContext
+    settings: DepthGVideoCutLERConfig
+    semantic_of: SemanticSource
+    instances_of: InstanceSource
+
+
+def segment_sequence(segmenter: Segmenter, sequence: SequenceRef) -> str:
+    """Worker: semantics per frame, video instances per clip window (ids aligned across
+    windows), written with the sequence's class counts for the thing/stuff split."""
+    context, s = segmenter.context, segmenter.settings
+    clip = VideoClip(context.dataset, context.split, sequence)
+    aligned: list[PanopticFrame] = []
+    next_id = 1
+    for window in split_into_clips(len(clip), s.clip_length, s.clip_overlap):
+        instance_maps = segmenter.instances_of(clip, list(window))
+        frames = [PanopticFrame(np.zeros_like(m), m) for m in instance_maps]
+        overlap = len(aligned) - window.start if aligned else 0
+        if overlap > 0:
+            relabelled, next_id = align_clip_ids(
+                aligned[window.start :], frames[:overlap], frames, next_id, s.align_iou
+            )
+            aligned.extend(relabelled[overlap:])
+        else:
+            top = max((int(f.instance.max(initial=0)) for f in frames), default=0)
+            aligned.extend(frames)
+            next_id = max(next_id, top + 1)
+    folder = context.stage_dir(SEGMENT_STAGE) / sequence.name
+    class_pixels = np.zeros(0)
+    inside = np.zeros(0)
+    for t, (frame, instances) in enumerate(zip(sequence.frames, aligned, strict=True)):
+        semantic = segmenter.semantic_of(clip, t)
+        class_pixels = _add_counts(class_pixels, np.bincount(semantic.ravel()))
+        inside = _add_counts(inside, np.bincount(semantic[instances.instance > 0]))
+        write_npz(folder / f"{frame.name}.npz", PanopticFrame(semantic, instances.instance))
+    counts = {"class_pixels": class_pixels.tolist(), "inside_instances": inside.tolist()}
+    atomic_write_text(folder / "counts.json", json.dumps(counts) + "\n")
+    return sequence.name
+
+
+def fuse_sequence(fusion: tuple[RunContext, np.ndarray], sequence: SequenceRef) -> str:
+    """Worker: VideoCUPS' fusion of one segmented sequence (per-track majority class, instances
+    of stuff classes dropped) written as its predictions; ``fusion``: (context, thing classes)."""
+    context, things = fusion
+    folder = context.run_dir / SEGMENT_STAGE / sequence.name
+    frames = [read_npz(folder / f"{f.name}.npz") for f in sequence.frames]
+    aligned, _ = align_semantics_to_tracks(
+        [frame.semantic for frame in frames], [frame.instance for frame in frames]
+    )
+    fused = finalize_clip(
+        [
+            PanopticFrame(semantic, frame.instance)
+            for semantic, frame in zip(aligned, frames, strict=True)
+        ],
+        things,
+    )
+    for ref, prediction in zip(sequence.frames, fused, strict=True):
+        context.write_prediction(ref, prediction)
+    return sequence.name
+
+
+def _fusion(place: WorkerContext, things: np.ndarray) -> tuple[RunContext, np.ndarray]:
+    return place.open(), things
+
+
 class DepthGVideoCutLER(Method):
     """DepthG semantics + VideoCutLER video instances, fused as VideoCUPS fuses pseudo-labels."""
 
@@ -135,42 +205,19 @@ class DepthGVideoCutLER(Method):
                 clips = [VideoClip(context.dataset, context.split, s) for s in context.sequences]
                 self._stand_in().fit(clips).save(context.stage_dir(stage) / MODEL_FILE)
         elif stage == SEGMENT_STAGE:
-            for sequence in context.pending(SEGMENT_STAGE):
-                self._segment(sequence, context)
-                context.mark_done(SEGMENT_STAGE, sequence.name)
+            setup = functools.partial(self._segmenter, context.for_workers())
+            pending = list(context.pending(SEGMENT_STAGE))
+            for name in ordered_map_with_setup(setup, segment_sequence, pending, context.executor):
+                context.mark_done(SEGMENT_STAGE, name)
         else:
             self._fuse_and_predict(context)
 
     # -- segment: semantics per frame, class-agnostic video instances per clip ------------------
-    def _segment(self, sequence: SequenceRef, context: RunContext) -> None:
-        clip = VideoClip(context.dataset, context.split, sequence)
+    def _segmenter(self, place: WorkerContext) -> Segmenter:
+        """A worker's sources (the networks: loaded once) and the clip settings."""
+        context = place.open()
         semantic_of, instances_of = self._sources(context)
-        s = self.settings
-        aligned: list[PanopticFrame] = []
-        next_id = 1
-        for window in split_into_clips(len(clip), s.clip_length, s.clip_overlap):
-            instance_maps = instances_of(clip, list(window))
-            frames = [PanopticFrame(np.zeros_like(m), m) for m in instance_maps]
-            overlap = len(aligned) - window.start if aligned else 0
-            if overlap > 0:
-                relabelled, next_id = align_clip_ids(
-                    aligned[window.start :], frames[:overlap], frames, next_id, s.align_iou
-                )
-                aligned.extend(relabelled[overlap:])
-            else:
-                top = max((int(f.instance.max(initial=0)) for f in frames), default=0)
-                aligned.extend(frames)
-                next_id = max(next_id, top + 1)
-        folder = context.stage_dir(SEGMENT_STAGE) / sequence.name
-        class_pixels = np.zeros(0)
-        inside = np.zeros(0)
-        for t, (frame, instances) in enumerate(zip(sequence.frames, aligned, strict=True)):
-            semantic = semantic_of(clip, t)
-            class_pixels = _add_counts(class_pixels, np.bincount(semantic.ravel()))
-            inside = _add_counts(inside, np.bincount(semantic[instances.instance > 0]))
-            write_npz(folder / f"{frame.name}.npz", PanopticFrame(semantic, instances.instance))
-        counts = {"class_pixels": class_pixels.tolist(), "inside_instances": inside.tolist()}
-        atomic_write_text(folder / "counts.json", json.dumps(counts) + "\n")
+        return Segmenter(context, self.settings, semantic_of, instances_of)
 
     def _sources(self, context: RunContext) -> tuple[SemanticSource, InstanceSource]:
         """(semantic of a frame, class-agnostic instance maps of a clip window)."""
@@ -243,19 +290,8 @@ class DepthGVideoCutLER(Method):
         inside = _add_counts(inside, np.zeros(totals.size))  # no instance at all: zeros
         things = thing_stuff_split(totals, inside, self.settings.psi_thing_stuff)
         context.log(f"{PREDICT_STAGE}: pseudo thing classes {np.flatnonzero(things).tolist()}")
-        for sequence in context.pending(PREDICT_STAGE):
-            folder = context.run_dir / SEGMENT_STAGE / sequence.name
-            frames = [read_npz(folder / f"{f.name}.npz") for f in sequence.frames]
-            aligned, _ = align_semantics_to_tracks(
-                [frame.semantic for frame in frames], [frame.instance for frame in frames]
-            )
-            fused = finalize_clip(
-                [
-                    PanopticFrame(semantic, frame.instance)
-                    for semantic, frame in zip(aligned, frames, strict=True)
-                ],
-                things,
-            )
-            for ref, prediction in zip(sequence.frames, fused, strict=True):
-                context.write_prediction(ref, prediction)
-            context.mark_done(PREDICT_STAGE, sequence.name)
+        setup = functools.partial(_fusion, context.for_workers(), things)
+        pending = list(context.pending(PREDICT_STAGE))
+        spec = replace(context.executor, num_gpus=0.0)  # no network: no GPU to hold
+        for name in ordered_map_with_setup(setup, fuse_sequence, pending, spec):
+            context.mark_done(PREDICT_STAGE, name)

@@ -13,6 +13,7 @@ model).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,13 +22,14 @@ from typing import ClassVar, Literal, cast
 
 from vpsbench.cues import VideoClip
 from vpsbench.errors import VpsbenchError
+from vpsbench.executors import ordered_map_with_setup
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.methods import PREDICT_STAGE, Method, MethodConfig, RunContext
-from vpsbench.methods.base import Range
+from vpsbench.methods.base import Range, WorkerContext
 from vpsbench.predictions import MAX_CLASS_ID, PredictionSource
 from vpsbench.tracking.panoptic import track_panoptic_video
 from vpsbench.tracking.sort import ASSOCIATIONS, Association, SortConfig
-from vpsbench.video import PanopticFrame
+from vpsbench.video import PanopticFrame, SequenceRef
 from vpsbench_baselines.weight_free import WeightFreeModel, WeightFreePanoptic, WeightFreeSettings
 
 CLUSTER_STAGE = "cluster"
@@ -120,6 +122,29 @@ def _mode(config: SortBaselineConfig) -> str:
     return "weight-free stand-in"
 
 
+@dataclass
+class Tracker:
+    """What tracks the sequences of one worker: the per-frame source and SORT's settings."""
+
+    context: RunContext
+    predict_frame: Callable[[VideoClip, int], PanopticFrame]
+    tracking: SortConfig
+    class_vote: bool
+
+
+def track_sequence(tracker: Tracker, sequence: SequenceRef) -> str:
+    """Worker: predict every frame of one sequence, track the things with SORT, write them."""
+    context = tracker.context
+    clip = VideoClip(context.dataset, context.split, sequence)
+    per_frame = (tracker.predict_frame(clip, t) for t in range(len(clip)))
+    tracked = track_panoptic_video(
+        per_frame, config=tracker.tracking, carry_class=tracker.class_vote
+    )
+    for frame, prediction in zip(sequence.frames, tracked, strict=True):
+        context.write_prediction(frame, prediction)
+    return sequence.name
+
+
 class SortBaseline(Method):
     """A per-frame unsupervised panoptic model whose thing detections SORT tracks."""
 
@@ -145,18 +170,24 @@ class SortBaseline(Method):
                 model.save(context.stage_dir(stage) / MODEL_FILE)
                 context.log(f"{CLUSTER_STAGE}: pseudo thing classes {sorted(model.thing_classes)}")
             return
+        self._check_model(context)  # before any worker starts
+        setup = functools.partial(self._tracker, context.for_workers())
+        pending = list(context.pending(PREDICT_STAGE))
+        for name in ordered_map_with_setup(setup, track_sequence, pending, context.executor):
+            context.mark_done(PREDICT_STAGE, name)
+            context.log(f"{PREDICT_STAGE}: {name} done")
+
+    def _tracker(self, place: WorkerContext) -> Tracker:
+        """A worker's per-frame source (a network: loaded once) and SORT's settings."""
+        context = place.open()
         predict_frame = self._frame_predictor(context)
-        tracking = self.settings.sort_config
-        for sequence in context.pending(PREDICT_STAGE):
-            clip = VideoClip(context.dataset, context.split, sequence)
-            per_frame = (predict_frame(clip, t) for t in range(len(clip)))
-            tracked = track_panoptic_video(
-                per_frame, config=tracking, carry_class=self.settings.class_vote
-            )
-            for frame, prediction in zip(sequence.frames, tracked, strict=True):
-                context.write_prediction(frame, prediction)
-            context.mark_done(PREDICT_STAGE, sequence.name)
-            context.log(f"{PREDICT_STAGE}: {sequence.name} done")
+        return Tracker(context, predict_frame, self.settings.sort_config, self.settings.class_vote)
+
+    def _check_model(self, context: RunContext) -> None:
+        """The stand-in's fitted model must exist (the cluster stage made it)."""
+        model_path = context.run_dir / CLUSTER_STAGE / MODEL_FILE
+        if _mode(self.settings) == "weight-free stand-in" and not model_path.is_file():
+            raise VpsbenchError(f"run the {CLUSTER_STAGE!r} stage first ({model_path} is missing)")
 
     def _frame_predictor(self, context: RunContext) -> Callable[[VideoClip, int], PanopticFrame]:
         """The per-frame panoptic source chosen by the settings."""

@@ -8,8 +8,6 @@ task must be replaced by Ray's retry without changing a number.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import threading
 import time
@@ -19,7 +17,7 @@ import pytest
 
 from tests.cli_runner import run_cli
 from tests.demo_split import demo_split, without_timing
-from tests.distributed.conftest import RayCluster
+from tests.distributed.conftest import RayCluster, kill_a_running_task
 from vpsbench.datasets import open_dataset
 from vpsbench.datasets.synthetic import prepare_synthetic
 from vpsbench.evaluation import EvaluationJob, EvaluationSettings, evaluate
@@ -83,32 +81,6 @@ def test_ray_results_json_is_byte_identical_to_one_worker(
     assert local_stats.read_bytes() == ray_stats.read_bytes()
 
 
-def _session_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[3])  # fields after the name: state ppid pgrp sid
-
-
-def _kill_a_running_task(cluster: RayCluster, stop: threading.Event, killed: list[int]) -> None:
-    """SIGKILL the first worker of ``cluster`` seen running our task (once)."""
-    while not stop.is_set():
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                title = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            pid = int(entry.name)
-            if title.startswith(TASK_TITLE) and _session_of(pid) == cluster.session:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-        time.sleep(0.005)
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
 def test_a_worker_killed_mid_run_is_retried(
     ray_cluster: RayCluster, split: tuple[Path, Path]
@@ -119,7 +91,9 @@ def test_a_worker_killed_mid_run_is_retried(
     expected = result_to_dict(evaluate(job, settings))
 
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_a_running_task, args=(ray_cluster, stop, killed))
+    killer = threading.Thread(
+        target=kill_a_running_task, args=(ray_cluster, TASK_TITLE, stop, killed)
+    )
     killer.start()
     try:
         result = evaluate(job, settings, executor="ray", ray_address=ray_cluster.address)

@@ -221,6 +221,17 @@ class RunContext:
     def predictions_dir(self) -> Path:
         return self.run_dir / "predictions"
 
+    def for_workers(self) -> WorkerContext:
+        """What a per-sequence worker needs of this context, picklable (see ``executor``)."""
+        return WorkerContext(
+            self.dataset.name,
+            str(self.dataset.root),
+            dict(self.dataset.protocol),
+            self.split,
+            str(self.run_dir),
+            self.device,
+        )
+
     def stage_dir(self, stage: str) -> Path:
         """A folder for the stage's own outputs (pseudo-labels, checkpoints, …)."""
         path = self.run_dir / stage
@@ -260,6 +271,26 @@ class RunContext:
             semantic[void] = 255
             write_step_png(path, PanopticFrame(semantic, prediction.instance))
         return path
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """A :class:`RunContext` reduced to names and paths, so that it travels to the workers of
+    ``--executor`` (a local pool process, a Ray actor on another node) and is reopened there."""
+
+    dataset_name: str
+    root: str
+    protocol: dict[str, str]
+    split: str
+    run_dir: str
+    device: str = "cpu"
+
+    def open(self) -> RunContext:
+        """The run context on this worker: the dataset opened here, no sequences, no executor."""
+        from vpsbench.datasets import open_dataset
+
+        dataset = open_dataset(self.dataset_name, self.root, self.protocol)
+        return RunContext(dataset, self.split, Path(self.run_dir), self.device)
 
 
 class Method(abc.ABC):

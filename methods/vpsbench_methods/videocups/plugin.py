@@ -6,7 +6,8 @@ third-party datasets the evaluated dataset) and writes, in the run directory,
 ``pseudo-label/labels/<seq>/<frame>.png`` (STEP PNGs in the submission format, so
 ``vpsbench evaluate --pred <run>/pseudo-label/labels`` scores them), ``pseudo-label/summary.json``
 (tracks, track lengths, thing/stuff pseudo-classes) and the fitted centroids. Sequences are
-labelled by a process pool and resume where an interrupted run stopped.
+labelled by a process pool (``--executor ray``: Ray actors that build the cue networks once)
+and resume where an interrupted run stopped.
 
 ``train`` (Sec. 3.2) trains a Panoptic Cascade MaskTrack R-CNN on them with Video DropLoss and
 self-enhanced video copy-paste (``methods/vpsbench_methods/videocups/model``; config
@@ -17,11 +18,11 @@ evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,12 +31,12 @@ from vpsbench.cues import DepthProvider, FeatureProvider, FlowProvider, VideoCli
 from vpsbench.datasets import open_dataset
 from vpsbench.datasets.base import Dataset
 from vpsbench.errors import VpsbenchError
-from vpsbench.executors import ExecutorKind, ordered_map
+from vpsbench.executors import ExecutorKind, ordered_map_with_setup
 from vpsbench.formats.atomic import atomic_write_bytes, atomic_write_text
 from vpsbench.formats.npz import encode_npz, load_npz_arrays, read_npz, write_npz
 from vpsbench.formats.step import write_step_png
 from vpsbench.methods import Method, MethodConfig, RunContext
-from vpsbench.methods.base import PREDICT_STAGE, Range
+from vpsbench.methods.base import PREDICT_STAGE, Range, WorkerContext
 from vpsbench.models.depthg import depthg_head_from_checkpoint
 from vpsbench.predictions import MAX_CLASS_ID
 from vpsbench.video import PanopticFrame, SequenceRef
@@ -251,36 +252,54 @@ def with_semantic_head(cues: CueSet, head: str | None) -> CueSet:
     return cues
 
 
-def _label_sequence(
-    dataset_name: str,
-    root: str,
-    protocol: dict[str, str],
-    split: str,
-    sequence: SequenceRef,
-    config: VideoCupsConfig,
-    centroids: np.ndarray,
-    out: str,
-    head: str | None = None,
-    device: str = "cpu",
-) -> str:
-    """Worker: pseudo-label one sequence and store its raw labels and split counts.
+@dataclass(frozen=True)
+class LabelJob:
+    """What every sequence of one pseudo-label run shares (picklable: it travels to the workers)."""
+
+    place: WorkerContext  # the split labelled and the device
+    config: VideoCupsConfig
+    centroids: np.ndarray
+    out: str
+    head: str | None = None
+
+
+@dataclass
+class Labeller:
+    """A worker's pseudo-labeller: the dataset and the cue networks, built once (weights loaded)."""
+
+    job: LabelJob
+    dataset: Dataset
+    cues: CueSet
+    settings: PseudoLabelSettings
+
+
+def make_labeller(job: LabelJob) -> Labeller:
+    """Open the dataset and build the cue providers (S's head included) on ``job.place.device``.
 
     On ``device="cuda"`` the cue networks, the dense CRF and region growing run on the GPU; on the
     CPU the CRF and region growing keep their numpy path.
     """
-    dataset = open_dataset(dataset_name, root, protocol)
-    cues = with_semantic_head(build_cues(config, dataset, device), head)
-    clip = VideoClip(dataset, split, sequence)
-    settings = config.settings()
+    device = job.place.device
+    dataset = job.place.open().dataset
+    cues = with_semantic_head(build_cues(job.config, dataset, device), job.head)
+    settings = job.config.settings()
     if device != "cpu":
         settings = replace(settings, device=device)
-    frames = clip_pseudo_labels(clip, cues, centroids, settings)
-    folder = Path(out) / sequence.name
-    pixels = np.zeros(config.num_pseudo_classes)
-    inside = np.zeros(config.num_pseudo_classes)
+    return Labeller(job, dataset, cues, settings)
+
+
+def label_sequence(labeller: Labeller, sequence: SequenceRef) -> str:
+    """Worker: pseudo-label one sequence and store its raw labels and split counts."""
+    job = labeller.job
+    clip = VideoClip(labeller.dataset, job.place.split, sequence)
+    frames = clip_pseudo_labels(clip, labeller.cues, job.centroids, labeller.settings)
+    folder = Path(job.out) / sequence.name
+    classes = job.config.num_pseudo_classes
+    pixels = np.zeros(classes)
+    inside = np.zeros(classes)
     for ref, frame in zip(sequence.frames, frames, strict=True):
         write_npz(folder / f"{ref.name}.npz", frame)
-        counts = accumulate_split_counts(frame.semantic, frame.instance, config.num_pseudo_classes)
+        counts = accumulate_split_counts(frame.semantic, frame.instance, classes)
         pixels += counts[0]
         inside += counts[1]
     atomic_write_text(
@@ -288,11 +307,6 @@ def _label_sequence(
         json.dumps({"class_pixels": pixels.tolist(), "in_instances": inside.tolist()}) + "\n",
     )
     return sequence.name
-
-
-def _label_sequence_of(arguments: tuple[Any, ...]) -> str:
-    """:func:`_label_sequence` of one argument tuple (what :func:`ordered_map` hands out)."""
-    return _label_sequence(*arguments)
 
 
 class VideoCups(Method):
@@ -365,7 +379,15 @@ class VideoCups(Method):
                 f"{dataset.name} has no readable {split!r} split to train on ({error}); "
                 "set it with --set train_split=…, train_dataset=… or train_root=DIR"
             ) from None
-        return RunContext(dataset, split, context.run_dir, context.device, sequences, context.log)
+        return RunContext(
+            dataset,
+            split,
+            context.run_dir,
+            context.device,
+            sequences,
+            context.log,
+            context.executor,
+        )
 
     def _pseudo_label(self, context: RunContext) -> None:
         stage = PSEUDO_LABEL_STAGE
@@ -375,27 +397,20 @@ class VideoCups(Method):
         centroids = self._centroids(context, out / fitted, head)
         pending = list(context.pending(stage))
         raw = out / "raw"
-        arguments = [
-            (
-                context.dataset.name,
-                str(context.dataset.root),
-                dict(context.dataset.protocol),
-                context.split,
-                sequence,
-                self.settings,
-                centroids,
-                str(raw),
-                None if head is None else str(head),
-                context.device,
-            )
-            for sequence in pending
-        ]
+        job = LabelJob(
+            context.for_workers(),
+            self.settings,
+            centroids,
+            str(raw),
+            None if head is None else str(head),
+        )
         executor = context.executor
         if executor.kind is ExecutorKind.LOCAL:
             # Spawned, not forked: the parent has run torch (S's training), and a forked child
             # inherits its intra-op thread pool in a locked state and hangs on the first op.
             executor = replace(executor, workers=self.settings.workers, spawn=True)
-        for name in ordered_map(_label_sequence_of, arguments, executor):
+        labeller = functools.partial(make_labeller, job)
+        for name in ordered_map_with_setup(labeller, label_sequence, pending, executor):
             context.mark_done(stage, name)
             context.log(f"{stage}: {name} done")
         self._finalize(context, raw, out)

@@ -5,20 +5,24 @@ network of the training config, and runs the trainer in ``<run>/train`` (``train
 ``metrics.jsonl``, ``checkpoints/``, ``model_final.pt``, ``summary.json``); an interrupted
 training resumes from its last checkpoint. Under ``torchrun`` every process trains its share of
 each step (DDP); only rank 0 writes. ``predict`` loads ``model_final.pt`` and writes one
-prediction per frame of the evaluated split, sequence by sequence (resumable).
+prediction per frame of the evaluated split, sequence by sequence (resumable; ``--executor ray``:
+sequences spread over Ray actors that load the model once each).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vpsbench.errors import InputError
+from vpsbench.executors import ordered_map_with_setup
 from vpsbench.formats.atomic import atomic_write_text
-from vpsbench.methods.base import PREDICT_STAGE, RunContext
+from vpsbench.methods.base import PREDICT_STAGE, RunContext, WorkerContext
 from vpsbench.video import PanopticFrame, SequenceRef
 from vpsbench_methods.videocups.model.config import TrainingConfig, load_training_config
 from vpsbench_methods.videocups.model.data import ClassSpace, PseudoLabelClips
@@ -138,14 +142,57 @@ def load_trained_model(
     return model.to(_device(context.device)), space, config
 
 
-def predict_stage(settings: VideoCupsConfig, context: RunContext) -> None:
-    """Predict every pending sequence of the evaluated split with the trained model."""
-    model, space, config = load_trained_model(settings, context)
+@dataclass(frozen=True)
+class PredictJob:
+    """What every sequence of the predict stage shares (picklable: it travels to the workers)."""
+
+    settings: VideoCupsConfig
+    place: WorkerContext
+
+
+@dataclass
+class Predictor:
+    """A worker's trained model (loaded once) and where its predictions go."""
+
+    context: RunContext
+    model: PanopticCascadeMaskTrack
+    space: ClassSpace
+    config: TrainingConfig
+
+
+def make_predictor(job: PredictJob) -> Predictor:
+    """Open the split and load the trained model on the worker's device."""
+    context = job.place.open()
+    return Predictor(context, *load_trained_model(job.settings, context))
+
+
+def predict_sequence(predictor: Predictor, sequence: SequenceRef) -> str:
+    """Worker: predict every frame of one sequence and write the predictions."""
+    context = predictor.context
 
     def write(sequence: SequenceRef, index: int, frame: PanopticFrame) -> None:
         context.write_prediction(sequence.frames[index], frame)
 
-    for sequence in context.pending(PREDICT_STAGE):
-        predict_sequences(model, context.dataset, context.split, [sequence], space, config, write)
-        context.mark_done(PREDICT_STAGE, sequence.name)
-        context.log(f"{PREDICT_STAGE}: {sequence.name} done")
+    predict_sequences(
+        predictor.model,
+        context.dataset,
+        context.split,
+        [sequence],
+        predictor.space,
+        predictor.config,
+        write,
+    )
+    return sequence.name
+
+
+def predict_stage(settings: VideoCupsConfig, context: RunContext) -> None:
+    """Predict every pending sequence of the evaluated split with the trained model, wherever
+    ``context.executor`` says (the model loaded once per worker: in this process, per actor)."""
+    weights = context.run_dir / TRAIN_STAGE / FINAL_WEIGHTS
+    if not weights.is_file():
+        raise InputError(weights, "missing: run the train stage first")
+    setup = functools.partial(make_predictor, PredictJob(settings, context.for_workers()))
+    pending = list(context.pending(PREDICT_STAGE))
+    for name in ordered_map_with_setup(setup, predict_sequence, pending, context.executor):
+        context.mark_done(PREDICT_STAGE, name)
+        context.log(f"{PREDICT_STAGE}: {name} done")

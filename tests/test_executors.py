@@ -1,0 +1,79 @@
+""":func:`ordered_map_with_setup` in this process and in a local pool, and the actor-pool size.
+
+Each result carries the process that computed it and how often the setup ran there, so "once
+per worker" is read off the results; the Ray actor pool is tested on a real cluster in
+``tests/distributed/test_ray_actors.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+
+from vpsbench.errors import VpsbenchError
+from vpsbench.executors import (
+    ExecutorKind,
+    ExecutorSpec,
+    actor_slots,
+    ordered_map,
+    ordered_map_with_setup,
+)
+
+_setups: Counter[int] = Counter()  # setups run per process id
+
+
+def _setup() -> int:
+    _setups[os.getpid()] += 1
+    return os.getpid()
+
+
+def _square(state: int, item: int) -> tuple[int, int, int]:
+    """(item², the process that set up the state, setups run so far in that process)."""
+    assert state == os.getpid()
+    return item * item, state, _setups[state]
+
+
+def _refuse() -> int:
+    raise VpsbenchError("weights.pt: missing")
+
+
+def _plain_square(item: int) -> int:
+    return item * item
+
+
+def test_in_process_sets_up_once_and_keeps_order() -> None:
+    before = _setups[os.getpid()]
+    results = list(ordered_map_with_setup(_setup, _square, list(range(7))))
+    assert [value for value, _, _ in results] == [i * i for i in range(7)]
+    assert _setups[os.getpid()] == before + 1
+    assert {process for _, process, _ in results} == {os.getpid()}
+
+
+def test_no_item_no_setup() -> None:
+    assert list(ordered_map_with_setup(_refuse, _square, [])) == []
+    with pytest.raises(VpsbenchError, match=r"^weights\.pt: missing$"):
+        list(ordered_map_with_setup(_refuse, _square, [1]))
+
+
+@pytest.mark.parametrize("spawn", [False, True])
+def test_a_local_pool_sets_up_once_per_process(spawn: bool) -> None:
+    items = list(range(17))
+    spec = ExecutorSpec(workers=2, spawn=spawn)
+    results = list(ordered_map_with_setup(_setup, _square, items, spec))
+    assert [value for value, _, _ in results] == list(ordered_map(_plain_square, items))
+    processes = {process for _, process, _ in results}
+    assert os.getpid() not in processes and 1 <= len(processes) <= 2
+    assert {setups for _, _, setups in results} == {1}
+
+
+def test_actor_slots_follow_the_cluster() -> None:
+    cpu = ExecutorSpec(ExecutorKind.RAY)
+    gpu = ExecutorSpec(ExecutorKind.RAY, num_gpus=1.0)
+    assert actor_slots(cpu, {"CPU": 64.0, "GPU": 8.0}) == 64
+    assert actor_slots(gpu, {"CPU": 64.0, "GPU": 8.0}) == 8
+    assert actor_slots(ExecutorSpec(ExecutorKind.RAY, num_gpus=0.5), {"CPU": 64, "GPU": 3}) == 6
+    assert actor_slots(gpu, {"CPU": 4.0, "GPU": 8.0}) == 4  # an actor holds one CPU too
+    with pytest.raises(VpsbenchError, match="has 0 GPUs and each worker needs 1 "):
+        actor_slots(gpu, {"CPU": 64.0})
