@@ -154,7 +154,12 @@ def test_self_enhanced_mode_pastes_pseudo_labels_only_during_warm_up(
     # scores above 1.01, so after the warm-up nothing is pasted at all.
     config = load_training_config(
         "small",
-        [*TINY, "augment.self_enhance_start=0.5", "copy_paste.min_score=1.01"],
+        [
+            *TINY,
+            "augment.copy_paste=self-enhanced",
+            "augment.self_enhance_start=0.5",
+            "copy_paste.min_score=1.01",
+        ],
     )
     torch.manual_seed(0)
     model = build_model(config, SPACE)
