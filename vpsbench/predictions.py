@@ -133,17 +133,9 @@ class PredictionSource:
         Checks that the file exists, decodes, has the ground truth's ``shape`` and that class ids
         lie in the declared range; any failure is an :class:`InputError` naming the file.
         """
-        path = self.path_of(frame)
-        if not path.is_file():
-            raise InputError(
-                path, f"missing prediction for frame {frame.name!r} of sequence {frame.sequence!r}"
-            )
-        digest = _sha256(path)
+        path, digest = self._existing_file(frame)
         prediction = self._decode(path, frame, shape)
-        if prediction.shape != shape:
-            raise InputError(
-                path, f"prediction shape {prediction.shape} does not match the ground truth {shape}"
-            )
+        _check_shape(path, prediction.shape, shape)
         self._check_ids(path, prediction)
         return prediction, digest
 
@@ -154,26 +146,25 @@ class PredictionSource:
         """
         if self.format is not PredictionFormat.STEP:
             return None
+        path, digest = self._existing_file(frame)
+        codes = png.read_rgb_codes(path, "STEP")
+        _check_shape(path, codes.shape, shape)
+
+        def decode(values: npt.NDArray[np.uint32]) -> tuple[LabelMap, LabelMap]:
+            prediction = _void_where(step.decode_step_codes(values), PNG_VOID_CLASS)
+            self._check_ids(path, prediction)
+            return prediction.semantic[0], prediction.instance[0]
+
+        return CodedFrame(codes, decode), digest
+
+    def _existing_file(self, frame: FrameRef) -> tuple[Path, str]:
+        """The prediction file of ``frame`` and its SHA-256; :class:`InputError` when missing."""
         path = self.path_of(frame)
         if not path.is_file():
             raise InputError(
                 path, f"missing prediction for frame {frame.name!r} of sequence {frame.sequence!r}"
             )
-        digest = _sha256(path)
-        codes = png.read_rgb_codes(path, "STEP")
-        if codes.shape != shape:
-            raise InputError(
-                path, f"prediction shape {codes.shape} does not match the ground truth {shape}"
-            )
-
-        def decode(values: npt.NDArray[np.uint32]) -> tuple[LabelMap, LabelMap]:
-            red, green, blue = png.code_channels(values)
-            native = PanopticFrame(red[None], ((green << 8) | blue)[None])
-            prediction = _void_where(native, PNG_VOID_CLASS)
-            self._check_ids(path, prediction)
-            return prediction.semantic[0], prediction.instance[0]
-
-        return CodedFrame(codes, decode), digest
+        return path, _sha256(path)
 
     def _decode(self, path: Path, frame: FrameRef, shape: tuple[int, int]) -> PanopticFrame:
         if self.format is PredictionFormat.NPZ:
@@ -231,6 +222,12 @@ def _void_where(frame: PanopticFrame, void_class: int) -> PanopticFrame:
         np.where(void, -1, frame.semantic).astype(np.int32),
         np.where(void, 0, frame.instance).astype(np.int32),
     )
+
+
+def _check_shape(path: Path, actual: tuple[int, ...], shape: tuple[int, int]) -> None:
+    """A prediction must have the ground truth's height and width."""
+    if actual != shape:
+        raise InputError(path, f"prediction shape {actual} does not match the ground truth {shape}")
 
 
 def _sha256(path: Path) -> str:

@@ -154,6 +154,13 @@ def _unpack_keys(keys: Int64Array, fields: list[tuple[int, int]]) -> list[Int32A
     return columns[::-1]
 
 
+def _distinct(keys: npt.NDArray[_Int]) -> tuple[npt.NDArray[_Int], Int64Array]:
+    """The sorted distinct keys and, for every key, the index of its distinct value."""
+    ordered = np.sort(keys)
+    unique = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+    return unique, np.searchsorted(unique, keys).astype(np.int64, copy=False)
+
+
 def _reduce_rows(
     gt_class: Int32Array,
     gt_instance: Int32Array,
@@ -172,9 +179,7 @@ def _reduce_rows(
     packed = _pack_rows((gt_class, gt_instance, pred_class, pred_instance))
     if packed is not None:
         keys, fields = packed
-        ordered = np.sort(keys)
-        unique = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
-        group = np.searchsorted(unique, keys)
+        unique, group = _distinct(keys)
         gt_c, gt_i, pred_c, pred_i = _unpack_keys(unique, fields)
         # Pixel counts are integers below 2**53, so their float sums are exact.
         counts = np.bincount(group, weights=pixels, minlength=unique.size).astype(np.int64)
@@ -313,9 +318,7 @@ def joint_histogram_coded(
         # Sum the runs of each (gt code, pred code) pair first (a few hundred in a frame) and
         # decode those: the counts are integers, so the order of the sums changes nothing.
         pairs = (gt_codes.astype(np.uint64) << np.uint64(32)) | pred_codes
-        ordered = np.sort(pairs)
-        distinct = ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
-        group = np.searchsorted(distinct, pairs)
+        distinct, group = _distinct(pairs)
         pixels = np.bincount(group, weights=lengths, minlength=distinct.size).astype(np.int64)
         gt_codes = (distinct >> np.uint64(32)).astype(np.uint32)
         pred_codes = (distinct & np.uint64(0xFFFFFFFF)).astype(np.uint32)

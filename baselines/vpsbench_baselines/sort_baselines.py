@@ -145,6 +145,14 @@ def track_sequence(tracker: Tracker, sequence: SequenceRef) -> str:
     return sequence.name
 
 
+def _fitted_model_path(context: RunContext) -> Path:
+    """The stand-in model the cluster stage fitted; an error naming the stage when it is missing."""
+    model_path = context.run_dir / CLUSTER_STAGE / MODEL_FILE
+    if not model_path.is_file():
+        raise VpsbenchError(f"run the {CLUSTER_STAGE!r} stage first ({model_path} is missing)")
+    return model_path
+
+
 class SortBaseline(Method):
     """A per-frame unsupervised panoptic model whose thing detections SORT tracks."""
 
@@ -185,9 +193,8 @@ class SortBaseline(Method):
 
     def _check_model(self, context: RunContext) -> None:
         """The stand-in's fitted model must exist (the cluster stage made it)."""
-        model_path = context.run_dir / CLUSTER_STAGE / MODEL_FILE
-        if _mode(self.settings) == "weight-free stand-in" and not model_path.is_file():
-            raise VpsbenchError(f"run the {CLUSTER_STAGE!r} stage first ({model_path} is missing)")
+        if _mode(self.settings) == "weight-free stand-in":
+            _fitted_model_path(context)
 
     def _frame_predictor(self, context: RunContext) -> Callable[[VideoClip, int], PanopticFrame]:
         """The per-frame panoptic source chosen by the settings."""
@@ -202,10 +209,7 @@ class SortBaseline(Method):
             return from_folder
         if self.settings.weights is not None:
             return self._network_predictor(context)
-        model_path = context.run_dir / CLUSTER_STAGE / MODEL_FILE
-        if not model_path.is_file():
-            raise VpsbenchError(f"run the {CLUSTER_STAGE!r} stage first ({model_path} is missing)")
-        model = WeightFreeModel.load(model_path)
+        model = WeightFreeModel.load(_fitted_model_path(context))
         stand_in = WeightFreePanoptic(self.settings.weight_free())
         return lambda clip, t: stand_in.predict(model, clip, t)
 

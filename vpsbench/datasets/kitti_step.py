@@ -70,8 +70,8 @@ from vpsbench.datasets.common import (
 )
 from vpsbench.datasets.registry import register_dataset
 from vpsbench.errors import InputError
-from vpsbench.formats.png import code_channels, read_rgb_codes
-from vpsbench.formats.step import read_step_png
+from vpsbench.formats.png import read_rgb_codes
+from vpsbench.formats.step import decode_step_codes, read_step_png
 from vpsbench.statistics import CodedFrame
 from vpsbench.video import FrameRef, LabelMap, PanopticFrame, SequenceRef
 
@@ -215,9 +215,7 @@ class KittiStep(Dataset):
         table, things = self._class_table(), self.label_space().thing_classes
 
         def decode(codes: npt.NDArray[np.uint32]) -> tuple[LabelMap, LabelMap]:
-            red, green, blue = code_channels(codes)
-            native = PanopticFrame(red[None], ((green << 8) | blue)[None])
-            mapped = native_to_evaluation_frame(native, table, things, path)
+            mapped = native_to_evaluation_frame(decode_step_codes(codes), table, things, path)
             return mapped.semantic[0], mapped.instance[0]
 
         return CodedFrame(read_rgb_codes(path, "STEP"), decode)

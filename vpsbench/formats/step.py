@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpsbench.errors import InputError
-from vpsbench.formats.png import describe_png_array, read_png, write_png
+from vpsbench.formats.png import code_channels, describe_png_array, read_png, write_png
 from vpsbench.video import PanopticFrame
 
 MAX_STEP_SEMANTIC = 255
@@ -35,6 +35,12 @@ def decode_step(rgb: npt.NDArray[np.uint8]) -> PanopticFrame:
     red = np.ndarray((height, width), dtype=np.uint8, buffer=buffer, offset=0, strides=strides)
     green_blue = np.ndarray((height, width), dtype=">u2", buffer=buffer, offset=1, strides=strides)
     return PanopticFrame(red.astype(np.int32), green_blue.astype(np.int32))
+
+
+def decode_step_codes(codes: npt.NDArray[np.uint32]) -> PanopticFrame:
+    """:func:`decode_step` of a 1-D array of ``read_rgb_codes`` codes, as a 1×N frame."""
+    red, green, blue = code_channels(codes)
+    return PanopticFrame(red[None], ((green << 8) | blue)[None])
 
 
 def encode_step(frame: PanopticFrame) -> npt.NDArray[np.uint8]:

@@ -123,15 +123,21 @@ def train_stage(settings: VideoCupsConfig, context: RunContext, train: RunContex
     atomic_write_text(out / "summary.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+def trained_weights(run_dir: Path) -> Path:
+    """The run's ``train/model_final.pt``; :class:`InputError` when the train stage has not run."""
+    path = run_dir / TRAIN_STAGE / FINAL_WEIGHTS
+    if not path.is_file():
+        raise InputError(path, "missing: run the train stage first")
+    return path
+
+
 def load_trained_model(
     settings: VideoCupsConfig, context: RunContext
 ) -> tuple[PanopticCascadeMaskTrack, ClassSpace, TrainingConfig]:
     """The trained network of this run (``train/model_final.pt``), on the run's device."""
     config = training_config(settings, context.dataset.name)
     space = _class_space(context.run_dir)
-    path = context.run_dir / TRAIN_STAGE / FINAL_WEIGHTS
-    if not path.is_file():
-        raise InputError(path, "missing: run the train stage first")
+    path = trained_weights(context.run_dir)
     model = build_model(config, space, load_backbone=False)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -188,9 +194,7 @@ def predict_sequence(predictor: Predictor, sequence: SequenceRef) -> str:
 def predict_stage(settings: VideoCupsConfig, context: RunContext) -> None:
     """Predict every pending sequence of the evaluated split with the trained model, wherever
     ``context.executor`` says (the model loaded once per worker: in this process, per actor)."""
-    weights = context.run_dir / TRAIN_STAGE / FINAL_WEIGHTS
-    if not weights.is_file():
-        raise InputError(weights, "missing: run the train stage first")
+    trained_weights(context.run_dir)  # before any worker starts
     setup = functools.partial(make_predictor, PredictJob(settings, context.for_workers()))
     pending = list(context.pending(PREDICT_STAGE))
     for name in ordered_map_with_setup(setup, predict_sequence, pending, context.executor):
