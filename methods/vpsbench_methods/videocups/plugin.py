@@ -11,7 +11,7 @@ and resume where an interrupted run stopped.
 
 ``train`` (Sec. 3.2) trains a Panoptic Cascade MaskTrack R-CNN on them with Video DropLoss and
 self-enhanced video copy-paste (``methods/vpsbench_methods/videocups/model``; config
-``train_config``) into
+``train_config``: the synthetic ``small`` config deviates, see ``docs/fidelity.md``) into
 ``train/`` (logs, checkpoints with exact resume, ``model_final.pt``). ``predict`` runs it over the
 evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 """
