@@ -1,10 +1,13 @@
-"""Benchmark of the VideoCUPS dense CRF and region growing on one 256×512 frame: numpy vs torch.
+"""Benchmark of the VideoCUPS dense CRF and region growing on one 256×512 frame.
 
-Times, in alternating runs under the same load, ``dense_crf`` (numpy/scipy) against
+Times, in alternating runs under the same load, ``dense_crf`` (numpy/scipy) against CUPS' own
+CRF call (pydensecrf's C++ mean field with the same constants, when ``pydensecrf`` is installed:
+``pip install pydensecrf2``; the row is skipped with a message otherwise) and against
 ``dense_crf_torch`` on ``--device`` (default: cuda when available, else cpu) and
 ``region_growing`` against ``region_growing_torch``, on a synthetic street-like frame with K = 27
 classes and CUPS' CRF constants; prints median and minimum seconds per frame, their ratios, the
 largest marginal difference and the share of pixels whose label differs.
+Set ``OMP_NUM_THREADS=1`` to compare single-threaded costs.
 
 Run from the repository root: ``python benchmarks/bench_crf.py [--rounds 3] [--device cuda]``.
 """
@@ -69,6 +72,32 @@ def alternate(
     return times
 
 
+def pydensecrf_crf() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """CUPS' ``cups/crf.py`` calls on (K, H, W) probabilities, or None without pydensecrf."""
+    try:
+        import pydensecrf.densecrf as densecrf
+    except ImportError:
+        return None
+    settings = CrfParameters()
+
+    def run(probabilities: np.ndarray, image: np.ndarray) -> np.ndarray:
+        classes, height, width = probabilities.shape
+        crf = densecrf.DenseCRF2D(width, height, classes)
+        unary = -np.log(np.clip(probabilities, 1e-8, 1.0)).reshape(classes, -1)
+        crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+        crf.addPairwiseGaussian(sxy=settings.spatial_sigma, compat=settings.spatial_weight)
+        crf.addPairwiseBilateral(
+            sxy=settings.bilateral_spatial_sigma,
+            srgb=settings.bilateral_colour_sigma,
+            rgbim=np.ascontiguousarray(image),
+            compat=settings.bilateral_weight,
+        )
+        marginals = np.array(crf.inference(settings.iterations))
+        return marginals.reshape(classes, height, width)
+
+    return run
+
+
 def report(name: str, slow: list[float], fast: list[float]) -> None:
     print(
         f"| {name} | {statistics.median(slow):.3f} / {min(slow):.3f} | "
@@ -94,6 +123,23 @@ def main() -> None:
     print(f"device {args.device}; load average {os.getloadavg()[0]:.2f}")
     print(f"max |marginal difference| {np.abs(numpy_marginals - torch_marginals).max():.2e}")
     print(f"labels that differ {100 * changed:.4f} %; instances identical: {same_instances}")
+    reference = pydensecrf_crf()
+    if reference is None:
+        print("pydensecrf is not installed (pip install pydensecrf2): the CUPS row is skipped")
+    else:
+        cups_marginals = reference(probabilities, image)
+        agree = np.mean(np.argmax(numpy_marginals, 0) == np.argmax(cups_marginals, 0))
+        print(f"labels equal to pydensecrf's {100 * agree:.2f} %")
+        print("| step | pydensecrf s (median / min) | ours s (median / min) | pydensecrf / ours |")
+        print("|---|---|---|---|")
+        report(
+            "dense CRF",
+            *alternate(
+                lambda: reference(probabilities, image),
+                lambda: dense_crf(probabilities, image),
+                args.rounds,
+            ),
+        )
     print("| step | numpy s (median / min) | torch s (median / min) | numpy / torch |")
     print("|---|---|---|---|")
     crf_times = alternate(

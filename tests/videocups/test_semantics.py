@@ -9,7 +9,6 @@ import numpy.typing as npt
 import pytest
 from vpsbench_methods.videocups.semantics import (
     PAD_COLOUR,
-    BilateralGrid,
     dense_crf,
     depth_guided_fusion,
     fit_pseudo_classes,
@@ -427,36 +426,6 @@ def test_crf_snaps_an_uncertain_boundary_to_the_colour_edge() -> None:
     # It is the appearance kernel that finds the edge: without colour, the leak is not undone.
     flat = np.full_like(image, 120)
     assert np.any(np.argmax(dense_crf(probabilities, flat), axis=0) != labels)
-
-
-@pytest.mark.parametrize(("colour_sigma", "mean_error"), [(13.0, 0.04), (3.0, 0.06)])
-def test_bilateral_grid_approximates_the_exact_normalised_filter(
-    colour_sigma: float, mean_error: float
-) -> None:
-    rng = np.random.default_rng(2)
-    height, width = 24, 32
-    rows, cols = np.mgrid[0:height, 0:width]
-    colours = np.zeros((height, width, 3))
-    colours[..., 0] = 100 + 80 * (cols > 15)
-    colours[..., 1] = 60 + 3 * rows
-    colours += rng.normal(scale=5.0, size=colours.shape)
-    image = np.clip(colours, 0, 255).astype(np.uint8)
-    spatial_sigma = 8.0
-    features = np.column_stack(
-        [
-            rows.ravel() / spatial_sigma,
-            cols.ravel() / spatial_sigma,
-            image.reshape(-1, 3) / colour_sigma,
-        ]
-    )
-    kernel = np.exp(-0.5 * ((features[:, None] - features[None]) ** 2).sum(axis=-1))
-    mass = kernel.sum(axis=1)
-    values = rng.dirichlet(np.ones(4), size=height * width).astype(np.float32)
-    exact = (kernel / np.sqrt(mass[:, None] * mass[None])) @ values
-    approximate = BilateralGrid(image, spatial_sigma, colour_sigma)(values)
-    relative_error = np.abs(approximate - exact) / exact
-    assert relative_error.mean() < mean_error
-    assert np.abs(approximate - exact).max() < 0.3 * exact.max()
 
 
 def test_crf_rejects_an_image_of_another_size() -> None:

@@ -1,12 +1,11 @@
 """The dense CRF's mean-field iterations in torch, so that they can run on a GPU (``--device``).
 
 Same model and same operators as :func:`vpsbench_methods.videocups.semantics.dense_crf`: the
-bilateral
-grid's splat, blur and slice matrices and the spatial normalisation are built once per frame by
-the numpy code, then every iteration (spatial Gaussian as two separable zero-padded
-convolutions, sparse bilateral products, softmax) runs on ``device``. On the CPU it equals the
-numpy path to float32 rounding (tests compare them); it is meant for CUDA, where the sparse
-products are far cheaper.
+permutohedral lattice's splat, blur and slice matrices and the spatial normalisation are built
+once per frame by the numpy code, then every iteration (spatial Gaussian as two separable
+zero-padded convolutions, sparse bilateral products, softmax) runs on ``device``. On the CPU it
+equals the numpy path to float32 rounding (tests compare them); it is meant for CUDA, where the
+sparse products are far cheaper.
 """
 
 from __future__ import annotations
@@ -20,14 +19,15 @@ from scipy import sparse
 from torch.nn import functional
 
 from vpsbench.cues.base import Image
+from vpsbench_methods.videocups.permutohedral import PermutohedralLattice
 from vpsbench_methods.videocups.semantics import (
     _LOG_FLOOR,
     _TRUNCATE,
-    BilateralGrid,
     CrfParameters,
     FloatArray,
     NormalisedGaussianFilter,
     Probabilities,
+    bilateral_lattice,
 )
 
 
@@ -75,13 +75,13 @@ class _TorchSpatialFilter:
 
 
 class _TorchBilateralFilter:
-    """:class:`BilateralGrid` on (N, K) tensors, its sparse matrices moved to ``device``."""
+    """:class:`PermutohedralLattice` on (N, K) tensors, its sparse matrices moved to ``device``."""
 
-    def __init__(self, grid: BilateralGrid, device: torch.device) -> None:
-        self.splat = _sparse_csr(grid.splat, device)
-        self.blurs = [_sparse_csr(blur, device) for blur in grid.blurs]
-        self.slice = _sparse_csr(grid.slice, device)
-        self.scale = torch.from_numpy(grid.scale).to(device)
+    def __init__(self, lattice: PermutohedralLattice, device: torch.device) -> None:
+        self.splat = _sparse_csr(lattice.splat, device)
+        self.blurs = [_sparse_csr(blur, device) for blur in lattice.blurs]
+        self.slice = _sparse_csr(lattice.slice, device)
+        self.scale = torch.from_numpy(lattice.scale).to(device)
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
         cells = self.splat @ (values * self.scale)
@@ -107,8 +107,10 @@ def dense_crf_torch(
     log_prior = np.log(np.clip(prior, _LOG_FLOOR, 1.0)).reshape(classes, -1).T
     unary = torch.from_numpy(np.ascontiguousarray(log_prior)).to(target)
     spatial = _TorchSpatialFilter((height, width), settings.spatial_sigma, target)
-    grid = BilateralGrid(image, settings.bilateral_spatial_sigma, settings.bilateral_colour_sigma)
-    bilateral = _TorchBilateralFilter(grid, target)
+    lattice = bilateral_lattice(
+        image, settings.bilateral_spatial_sigma, settings.bilateral_colour_sigma
+    )
+    bilateral = _TorchBilateralFilter(lattice, target)
     marginals = torch.softmax(unary, dim=1)
     for _ in range(settings.iterations):
         message = settings.spatial_weight * spatial(marginals)

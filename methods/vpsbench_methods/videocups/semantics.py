@@ -27,30 +27,29 @@ module uses the classic mean-field solver of Krähenbühl & Koltun (2011) with P
 a Gaussian spatial kernel and a bilateral (position + colour) kernel. Mean field is the special
 case of regularised Frank–Wolfe with entropy regularisation and step size 1, needs no step-size
 or regularisation schedule, and is what the DepthG/STEGO lineage of the semantic model applies,
-so it is the conservative reference. The bilateral filtering runs on a sparse bilateral grid
-(cells one σ wide, only the cells touched by the multilinear splat stored; the Gaussian blur is
-separable, one [e^-1/2, 1, e^-1/2] pass per axis among those cells) instead of the permutohedral
-lattice; both kernels are normalised symmetrically (``D^-1/2 K D^-1/2``, as the reference densecrf
-code does), so the weights keep their usual scale and the grid's approximation (≈ 2–4 % mean
-relative error against the exact filter) does not change it. Pure numpy/scipy (sparse matrix
-products). Cost grows with the touched cells: CUPS' σ_rgb = 3 touches many (256×512, K = 27,
-10 iterations: 8.5 s on a loaded 2-core machine, against 4.0 s for Krähenbühl & Koltun's
-σ_rgb = 13 at 5 iterations, measured side by side).
+so it is the conservative reference. The bilateral kernel is filtered on the permutohedral
+lattice, as CUPS' pydensecrf filters it (:mod:`vpsbench_methods.videocups.permutohedral`:
+splat, blur and slice as sparse matrices built once per frame). The spatial kernel (σ = 1 px),
+which pydensecrf also puts on a lattice, is the exact separable Gaussian: as fast here, and
+exact. Both kernels are normalised symmetrically (``D^-1/2 K D^-1/2``, pydensecrf's
+``NORMALIZE_SYMMETRIC``).
+``tests/videocups/test_crf_oracle.py`` compares the result with pydensecrf itself;
+``benchmarks/bench_crf.py`` times it against pydensecrf.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage, sparse
+from scipy import ndimage
 
 from vpsbench.clustering import fit_cosine_kmeans, normalize_rows
 from vpsbench.cues.base import FeatureMap, FloatImage, Image
+from vpsbench_methods.videocups.permutohedral import PermutohedralLattice
 
 Probabilities = npt.NDArray[np.float32]  # (K, H, W), sums to 1 over K
 LogProbabilities = npt.NDArray[np.float32]  # (K, H, W) log-probabilities
@@ -63,7 +62,6 @@ LOW_RESOLUTION_SCALE = 0.5  # CUPS' P_low: the frame at H // 2 × W // 2
 PAD_COLOUR = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 _TRUNCATE = 3.0  # the spatial Gaussian is cut at 3σ
 _LOG_FLOOR = 1e-8  # probabilities are clipped here before taking the CRF's unary −log P
-_DENSE_TABLE_LIMIT = 1 << 24  # grid keys below this are indexed by a table, else by sorting
 
 
 def fit_pseudo_classes(
@@ -350,7 +348,7 @@ def dense_crf(
         raise ValueError(f"image {image.shape[:2]} and probabilities {prior.shape[1:]} differ")
     log_prior = np.log(np.clip(prior, _LOG_FLOOR, 1.0)).reshape(classes, -1).T
     spatial_filter = NormalisedGaussianFilter((height, width), spatial_sigma)
-    bilateral_filter = BilateralGrid(image, bilateral_spatial_sigma, bilateral_colour_sigma)
+    bilateral_filter = bilateral_lattice(image, bilateral_spatial_sigma, bilateral_colour_sigma)
     marginals = _softmax_rows(log_prior)
     for _ in range(iterations):
         message = spatial_weight * spatial_filter(marginals)
@@ -379,62 +377,19 @@ class NormalisedGaussianFilter:
         return np.asarray(blurred.reshape(values.shape) * self.scale, dtype=np.float32)
 
 
-class BilateralGrid:
-    """Symmetrically normalised bilateral filter of per-pixel vectors on a sparse 5-D grid.
-
-    Features (row, col)/σ_xy and RGB/σ_rgb; one grid cell per σ. A pixel splats into its 32
-    surrounding cells with multilinear weights, the touched cells are blurred with the sampled
-    Gaussian exp(−Δ²/2) one axis after the other, and each pixel reads back with its splat
-    weights — sparse matrices built once per image, so one filtering is seven sparse products.
-    Like the permutohedral lattice's blur, mass passing through untouched cells is dropped.
-    """
-
-    def __init__(self, image: Image, spatial_sigma: float, colour_sigma: float) -> None:
-        height, width = image.shape[:2]
-        rows, cols = np.mgrid[0:height, 0:width]
-        colours = np.asarray(image, dtype=np.float64).reshape(-1, 3)
-        positions = np.column_stack(
+def bilateral_lattice(
+    image: Image, spatial_sigma: float, colour_sigma: float
+) -> PermutohedralLattice:
+    """The appearance kernel's filter: (row, col)/σ_xy and RGB/σ_rgb on the permutohedral
+    lattice."""
+    height, width = image.shape[:2]
+    rows, cols = np.mgrid[0:height, 0:width]
+    colours = np.asarray(image, dtype=np.float64).reshape(-1, 3)
+    return PermutohedralLattice(
+        np.column_stack(
             [rows.ravel() / spatial_sigma, cols.ravel() / spatial_sigma, colours / colour_sigma]
         )
-        positions -= positions.min(axis=0) - 1.0  # every cell index ≥ 1: neighbours never wrap
-        lower = np.floor(positions).astype(np.int64)
-        fraction = positions - lower
-        extent = lower.max(axis=0) + 3
-        strides = np.cumprod(np.concatenate([[1], extent[:0:-1]]))[::-1]
-        base_key = lower @ strides
-        pixel_count = positions.shape[0]
-
-        corners = np.array(list(itertools.product((0, 1), repeat=5)))  # (32, 5)
-        keys = base_key[:, None] + (corners @ strides)[None, :]  # (N, 32)
-        weights = np.ones((pixel_count, corners.shape[0]))
-        for dimension in range(5):
-            upper = corners[:, dimension] == 1
-            weights *= np.where(
-                upper,
-                fraction[:, dimension : dimension + 1],
-                1.0 - fraction[:, dimension : dimension + 1],
-            )
-        cells, cell_of = _compact_keys(keys.ravel())
-        # Each pixel reads exactly its 32 corners: the slice matrix is CSR by construction.
-        self.slice = sparse.csr_matrix(
-            (weights.ravel().astype(np.float32), cell_of, np.arange(0, keys.size + 1, 32)),
-            shape=(pixel_count, cells.size),
-        )
-        self.splat = self.slice.T  # CSC view: splatting is the transpose of slicing
-        self.blurs = _grid_blur_matrices(cells, strides)
-        mass = self._filter_unnormalised(np.ones((pixel_count, 1), dtype=np.float32))
-        self.scale = (1.0 / np.sqrt(np.maximum(mass, 1e-20))).astype(np.float32)
-
-    def _filter_unnormalised(self, values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Splat, blur, slice."""
-        grid = self.splat @ values
-        for blur in self.blurs:
-            grid = blur @ grid
-        return np.asarray(self.slice @ grid, dtype=np.float32)
-
-    def __call__(self, values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Filtered (N, K) values."""
-        return self._filter_unnormalised(values * self.scale) * self.scale
+    )
 
 
 def semantic_probabilities(
@@ -548,9 +503,13 @@ def _feature_array(features: FeatureMap | FloatArray) -> FloatArray:
 
 
 def _softmax_rows(logits: FloatArray) -> npt.NDArray[np.float32]:
-    """Numerically stable softmax over the last axis."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True), dtype=np.float32)
+    """Numerically stable softmax over the last axis, as float32 (computed in place on one copy,
+    in the input's precision)."""
+    result = np.array(logits, dtype=np.result_type(logits, np.float32))
+    result -= result.max(axis=-1, keepdims=True)
+    np.exp(result, out=result)
+    result /= result.sum(axis=-1, keepdims=True)
+    return np.asarray(result, dtype=np.float32)
 
 
 Interpolation = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
@@ -593,57 +552,3 @@ def _resample_axis(
     return _interpolate_axis(
         values, axis, _interpolation(source_length, length, source_length / length)
     )
-
-
-def _compact_keys(
-    keys: npt.NDArray[np.int64],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Sorted distinct keys and each key's index among them (counting pass when keys are small)."""
-    key_range = int(keys.max()) + 1
-    if key_range > _DENSE_TABLE_LIMIT:
-        distinct, index = np.unique(keys, return_inverse=True)
-        return distinct, index.ravel()
-    present = np.zeros(key_range, dtype=bool)
-    present[keys] = True
-    rank = np.cumsum(present, dtype=np.int32) - 1
-    return np.flatnonzero(present), rank[keys].astype(np.int64)
-
-
-def _grid_blur_matrices(
-    cells: npt.NDArray[np.int64], strides: npt.NDArray[np.int64]
-) -> list[sparse.csr_matrix]:
-    """Per axis, the sparse (M, M) blur [e^-1/2, 1, e^-1/2] among the touched grid cells."""
-    count = cells.size
-    lookup: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
-    key_range = int(cells.max()) + int(strides @ np.ones_like(strides)) + 1
-    if key_range <= _DENSE_TABLE_LIMIT:
-        table = np.full(key_range, -1, dtype=np.int32)
-        table[cells] = np.arange(count)
-
-        def lookup(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-            return table[keys].astype(np.int64)
-
-    else:
-
-        def lookup(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-            position = np.minimum(np.searchsorted(cells, keys), count - 1)
-            return np.where(cells[position] == keys, position, -1)
-
-    neighbour_weight = np.float32(np.exp(-0.5))
-    blurs: list[sparse.csr_matrix] = []
-    identity = np.arange(count)
-    for axis_stride in strides:
-        rows, cols, values = [identity], [identity], [np.ones(count, dtype=np.float32)]
-        for direction in (-1, 1):
-            neighbour = lookup(cells + direction * axis_stride)
-            found = np.flatnonzero(neighbour >= 0)
-            rows.append(found)
-            cols.append(neighbour[found])
-            values.append(np.full(found.size, neighbour_weight, dtype=np.float32))
-        blurs.append(
-            sparse.csr_matrix(
-                (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-                shape=(count, count),
-            )
-        )
-    return blurs
