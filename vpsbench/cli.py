@@ -23,6 +23,7 @@ from vpsbench.evaluation import (
     ALL_METRICS,
     EvaluationJob,
     check_official_split,
+    frame_histogram,
     select_sequences,
 )
 from vpsbench.executors import ExecutorKind
@@ -32,7 +33,6 @@ from vpsbench.matching import MatchingMode
 from vpsbench.predictions import PredictionFormat, PredictionSource
 from vpsbench.records import neutralise_bidi, record_from_results, write_record
 from vpsbench.report import render_result
-from vpsbench.statistics import joint_histogram
 
 app = typer.Typer(
     help="Evaluate unsupervised video panoptic segmentation (STQ/AQ/SQ, VPQ, PQ).",
@@ -393,11 +393,8 @@ def validate_command(
         for frame in sequence.frames:
             checked += 1
             expected.add(job.predictions.path_of(frame))
-            try:  # the same per-frame reading and reduction `evaluate` does
-                ground_truth = job.dataset.load_ground_truth(job.split, frame)
-                prediction, _ = job.predictions.read(frame, ground_truth.shape)
-                weights = job.dataset.load_pixel_weights(job.split, frame)
-                joint_histogram(ground_truth, prediction, weights)
+            try:  # the per-frame reading and reduction `evaluate` does
+                frame_histogram(job, frame)
             except VpsbenchError as error:
                 problems.append(str(error))
     extra = sorted(

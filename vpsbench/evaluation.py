@@ -109,7 +109,7 @@ def reduce_sequence(job: EvaluationJob, sequence: SequenceRef) -> SequenceOutcom
     tables: list[JointHistogram] = []
     digests: dict[str, str] = {}
     for frame in sequence.frames:
-        table, digest = _frame_histogram(job, frame)
+        table, digest = frame_histogram(job, frame)
         tables.append(table)
         path = job.predictions.path_of(frame)
         digests[path.relative_to(job.predictions.root).as_posix()] = digest
@@ -117,7 +117,7 @@ def reduce_sequence(job: EvaluationJob, sequence: SequenceRef) -> SequenceOutcom
     return SequenceOutcome(SequenceStatistics.from_frames(sequence.name, names, tables), digests)
 
 
-def _frame_histogram(job: EvaluationJob, frame: FrameRef) -> tuple[JointHistogram, str]:
+def frame_histogram(job: EvaluationJob, frame: FrameRef) -> tuple[JointHistogram, str]:
     """One frame's joint histogram and its prediction file's SHA-256.
 
     When the ground truth and the prediction both come as per-pixel codes (STEP PNGs), the
@@ -295,7 +295,8 @@ def evaluate(
 
     with tempfile.TemporaryDirectory(prefix="vpsbench-stats-") as folder:
         path = Path(save_stats) if save_stats is not None else Path(folder) / "stats.npz"
-        with StatsWriter(path, header) as writer:
+        # Only a file the user keeps is worth an fsync; the temporary one is read back at once.
+        with StatsWriter(path, header, durable=save_stats is not None) as writer:
             outcomes = _reduce_all(job, selected, spec)
             for sequence, outcome in zip(selected, outcomes, strict=True):
                 statistics = outcome.statistics

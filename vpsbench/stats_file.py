@@ -167,13 +167,16 @@ def _tables_from_arrays(
 
 
 class StatsWriter:
-    """Streams sequences into a statistics file; the file appears (atomically) on ``close``."""
+    """Streams sequences into a statistics file; the file appears (atomically) on ``close``.
 
-    def __init__(self, path: str | Path, header: StatsHeader) -> None:
+    ``durable``: fsync it before it appears (off for a scratch file that is read back at once).
+    """
+
+    def __init__(self, path: str | Path, header: StatsHeader, *, durable: bool = True) -> None:
         self.path = Path(path)
         self.header = header
         self._stack = ExitStack()
-        handle = self._stack.enter_context(atomic_write(self.path))
+        handle = self._stack.enter_context(atomic_write(self.path, durable=durable))
         self._archive = self._stack.enter_context(zipfile.ZipFile(handle, "w"))
         self._entries: list[SequenceEntry] = []
 

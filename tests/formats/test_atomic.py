@@ -78,3 +78,17 @@ def test_existing_permissions_are_kept(tmp_path: Path) -> None:
     target.chmod(0o640)
     atomic_write_bytes(target, b"new")
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize(("durable", "syncs"), [(True, 2), (False, 0)])
+def test_only_a_durable_write_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, syncs: int
+) -> None:
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    target = tmp_path / "stats.npz"
+    with atomic_write(target, durable=durable) as handle:
+        handle.write(b"abc")
+    assert target.read_bytes() == b"abc"
+    assert len(calls) == syncs  # the file and its folder, or neither

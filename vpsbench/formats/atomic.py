@@ -114,11 +114,12 @@ def _signals_exit() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_write(path: str | Path, *, durable: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only once the ``with`` block succeeds.
 
     The data goes to a hidden temporary file in the target's directory (created if needed); on
-    success it is fsynced and renamed onto ``path`` with ``os.replace``, which is atomic on POSIX
+    success it is fsynced (unless ``durable`` is off: a scratch file that need not survive a
+    power cut) and renamed onto ``path`` with ``os.replace``, which is atomic on POSIX
     and Windows. On any exception, and on SIGTERM/SIGHUP, the temporary file is deleted, the
     target is left untouched and the exception (or signal) propagates; leftovers of writers
     killed outright (SIGKILL) are removed by the next write to the same target. A target that
@@ -140,14 +141,16 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.chmod(tmp_name, _target_mode(target))
             os.replace(tmp_name, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
             raise
-    _fsync_directory(target.parent)
+    if durable:
+        _fsync_directory(target.parent)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
