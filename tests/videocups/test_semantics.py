@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from scipy import ndimage
 from vpsbench_methods.videocups.semantics import (
     PAD_COLOUR,
+    NormalisedGaussianFilter,
     dense_crf,
     depth_guided_fusion,
     fit_pseudo_classes,
+    gaussian_taps,
     low_resolution_features,
     low_resolution_log_probabilities,
     pixel_log_probabilities,
@@ -431,3 +434,27 @@ def test_crf_snaps_an_uncertain_boundary_to_the_colour_edge() -> None:
 def test_crf_rejects_an_image_of_another_size() -> None:
     with pytest.raises(ValueError, match="differ"):
         dense_crf(np.full((2, 4, 4), 0.5), np.zeros((5, 4, 3), dtype=np.uint8))
+
+
+def test_taps_are_scipys_gaussian() -> None:
+    impulse = np.zeros(41, dtype=np.float64)
+    impulse[20] = 1.0
+    for sigma in (0.7, 3.0, 5.5):
+        taps = gaussian_taps(sigma)
+        filtered = ndimage.gaussian_filter1d(impulse, sigma, mode="constant", truncate=3.0)
+        radius = taps.size // 2
+        np.testing.assert_allclose(taps, filtered[20 - radius : 21 + radius], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("size", "classes"), [((37, 29), 27), ((5, 3), 520), ((1, 1), 2)])
+def test_spatial_kernel_is_scipys_normalised_gaussian(size: tuple[int, int], classes: int) -> None:
+    values = np.random.default_rng(5).dirichlet(np.ones(classes), size=size[0] * size[1])
+    values = values.astype(np.float32)
+
+    def blur(planes: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(planes, (1.0, 1.0, 0.0), mode="constant", truncate=3.0)
+
+    scale = 1.0 / np.sqrt(blur(np.ones((*size, 1))).reshape(-1, 1))
+    expected = blur((values * scale).reshape(*size, classes)).reshape(values.shape) * scale
+    got = NormalisedGaussianFilter(size, 1.0)(values)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)

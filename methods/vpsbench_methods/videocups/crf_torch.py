@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from scipy import sparse
 from torch.nn import functional
@@ -22,21 +21,13 @@ from vpsbench.cues.base import Image
 from vpsbench_methods.videocups.permutohedral import PermutohedralLattice
 from vpsbench_methods.videocups.semantics import (
     _LOG_FLOOR,
-    _TRUNCATE,
     CrfParameters,
     FloatArray,
     NormalisedGaussianFilter,
     Probabilities,
     bilateral_lattice,
+    gaussian_taps,
 )
-
-
-def gaussian_taps(sigma: float, truncate: float = _TRUNCATE) -> npt.NDArray[np.float32]:
-    """The normalised 1-D Gaussian that ``scipy.ndimage.gaussian_filter`` correlates with."""
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return np.asarray(taps / taps.sum(), dtype=np.float32)
 
 
 def _sparse_csr(matrix: sparse.spmatrix, device: torch.device) -> torch.Tensor:

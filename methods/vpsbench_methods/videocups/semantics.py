@@ -43,9 +43,9 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from vpsbench.clustering import fit_cosine_kmeans, normalize_rows
 from vpsbench.cues.base import FeatureMap, FloatImage, Image
@@ -61,6 +61,7 @@ LOW_RESOLUTION_SCALE = 0.5  # CUPS' P_low: the frame at H // 2 × W // 2
 #: CUPS pads the ImageNet-normalised image with zeros: the mean colour, in [0, 255].
 PAD_COLOUR = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 _TRUNCATE = 3.0  # the spatial Gaussian is cut at 3σ
+_OPENCV_MAX_CHANNELS = 128  # the most channels sepFilter2D takes in one array (measured)
 _LOG_FLOOR = 1e-8  # probabilities are clipped here before taking the CRF's unary −log P
 
 
@@ -358,23 +359,41 @@ def dense_crf(
 
 
 class NormalisedGaussianFilter:
-    """The spatial kernel: symmetrically normalised Gaussian blur of per-pixel (H·W, K) vectors."""
+    """The spatial kernel: symmetrically normalised Gaussian blur of per-pixel (H·W, K) vectors.
+
+    The blur is ``scipy.ndimage.gaussian_filter``'s (zero outside, cut at ``_TRUNCATE`` σ),
+    computed by OpenCV's separable float32 filter (equal to scipy's to float32 rounding, ~3× as
+    fast on 27 channels).
+    """
 
     def __init__(self, size: tuple[int, int], sigma: float) -> None:
         self.size = size
         self.sigma = sigma
-        mass = ndimage.gaussian_filter(
-            np.ones(size, dtype=np.float32), sigma, mode="constant", truncate=_TRUNCATE
-        )
+        self.taps = gaussian_taps(sigma)
+        mass = self._blur(np.ones((*size, 1), dtype=np.float32))
         self.scale = (1.0 / np.sqrt(mass)).reshape(-1, 1).astype(np.float32)
+
+    def _blur(self, planes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """(H, W, K) planes blurred along rows and columns, at most 128 channels a call."""
+        blurred = np.empty_like(planes)
+        for low in range(0, planes.shape[2], _OPENCV_MAX_CHANNELS):
+            part = np.ascontiguousarray(planes[:, :, low : low + _OPENCV_MAX_CHANNELS])
+            result = cv2.sepFilter2D(part, -1, self.taps, self.taps, borderType=cv2.BORDER_CONSTANT)
+            blurred[:, :, low : low + _OPENCV_MAX_CHANNELS] = result.reshape(part.shape)
+        return blurred
 
     def __call__(self, values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Filtered (N, K) values."""
         scaled = (values * self.scale).reshape(*self.size, -1)
-        blurred = ndimage.gaussian_filter(
-            scaled, (self.sigma, self.sigma, 0.0), mode="constant", truncate=_TRUNCATE
-        )
-        return np.asarray(blurred.reshape(values.shape) * self.scale, dtype=np.float32)
+        return np.asarray(self._blur(scaled).reshape(values.shape) * self.scale, dtype=np.float32)
+
+
+def gaussian_taps(sigma: float, truncate: float = _TRUNCATE) -> npt.NDArray[np.float32]:
+    """The normalised 1-D Gaussian that ``scipy.ndimage.gaussian_filter`` correlates with."""
+    radius = int(truncate * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return np.asarray(taps / taps.sum(), dtype=np.float32)
 
 
 def bilateral_lattice(
