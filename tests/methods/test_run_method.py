@@ -295,5 +295,20 @@ def test_videocups_pseudo_labels_with_worker_processes_after_training_s(
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert len(list((run_dir / "pseudo-label" / "labels").rglob("*.png"))) == 12
+    labels = sorted((run_dir / "pseudo-label" / "labels").rglob("*.png"))
+    assert len(labels) == 12
     assert (run_dir / "pseudo-label" / "depthg" / "depthg.ckpt").is_file()
+    # The same labels from one in-process worker (torch on its default threads outside).
+    single = tmp_path / "vc-single"
+    swaps = {"workers=2": "workers=1", str(run_dir): str(single)}
+    code = subprocess.run(
+        [sys.executable, "-m", "vpsbench", *[swaps.get(a, a) for a in args]],
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        capture_output=True,
+        timeout=240,
+        check=False,
+    ).returncode
+    assert code == 0
+    for path in labels:
+        twin = single / path.relative_to(run_dir)
+        assert twin.read_bytes() == path.read_bytes(), path
