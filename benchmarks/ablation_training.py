@@ -149,8 +149,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (optim.seed)")
     parser.add_argument("--thresholds", default="0.05,0.5", help="test score thresholds")
     parser.add_argument("--shard", default="1/1", help="K/N: run every N-th run from the K-th")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per run")
     args = parser.parse_args()
-    args.common = ("flow=dis", f"train_config={args.config}")
+    args.common = ("flow=dis", f"train_config={args.config}", f"workers={args.workers}")
     seeds = [int(s) for s in args.seeds.split(",")]
     thresholds = args.thresholds.split(",")
     wanted = [int(n) for n in args.rows.split(",")] if args.rows else range(1, len(ROWS) + 1)
