@@ -8,7 +8,12 @@ per worker" is read off the results; the Ray actor pool is tested on a real clus
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +82,50 @@ def test_actor_slots_follow_the_cluster() -> None:
     assert actor_slots(gpu, {"CPU": 4.0, "GPU": 8.0}) == 4  # an actor holds one CPU too
     with pytest.raises(VpsbenchError, match="has 0 GPUs and each worker needs 1 "):
         actor_slots(gpu, {"CPU": 64.0})
+
+
+_ORPHAN_PARENT = """
+import multiprocessing, sys, threading, time
+from vpsbench.executors import ExecutorSpec, ordered_map
+spec = ExecutorSpec(workers=2, spawn=sys.argv[1] == "spawn")
+results = ordered_map(time.sleep, [120.0, 120.0], spec)
+threading.Thread(target=lambda: list(results), daemon=True).start()
+while len(multiprocessing.active_children()) < 2:
+    time.sleep(0.05)
+time.sleep(2.0)  # the workers are inside their item
+print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+time.sleep(120.0)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, waiting to be reaped, has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_pool_workers_end_with_a_killed_parent(start: str) -> None:
+    """A parent killed mid-item (SIGKILL: no shutdown) leaves no pool process behind."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_PARENT, start], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        parent.kill()
+        for pid in workers if "workers" in locals() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -19,7 +19,10 @@ from __future__ import annotations
 import enum
 import functools
 import multiprocessing
+import os
 import socket
+import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -102,9 +105,28 @@ def ordered_map(
             yield function(item)
         return
     context = multiprocessing.get_context("spawn") if spec.spawn else None
-    pool: Executor = ProcessPoolExecutor(max_workers=spec.workers, mp_context=context)
+    pool: Executor = ProcessPoolExecutor(
+        max_workers=spec.workers, mp_context=context, initializer=exit_with_parent
+    )
     with pool:
         yield from pool.map(function, items)
+
+
+def exit_with_parent(poll_seconds: float = 0.5) -> None:
+    """Pool-process initializer: end this process as soon as the one that started it is gone.
+
+    A parent killed outright (SIGKILL, or SIGTERM's default) cannot shut its pool down; its
+    workers would finish their item and then wait for work forever. A daemon thread watches the
+    parent's pid (an orphan is re-parented, so it changes) and exits the whole process at once.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vpsbench-exit-with-parent", daemon=True).start()
 
 
 def ordered_map_with_setup(

@@ -53,6 +53,7 @@ import simplejpeg
 from PIL import Image
 
 from vpsbench.errors import InputError, VpsbenchError
+from vpsbench.executors import exit_with_parent
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.png import _check_png_structure, _image_to_array, write_png
 from vpsbench.formats.protowire import Message, WireError
@@ -444,7 +445,9 @@ def prepare_from_tfrecords(
             if progress is not None:
                 progress(outcome)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(pending)), initializer=exit_with_parent
+        ) as pool:
             futures = [
                 pool.submit(_convert_job, str(path), str(root), split, cameras) for path in pending
             ]

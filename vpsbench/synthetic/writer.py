@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpsbench.errors import InputError
+from vpsbench.executors import exit_with_parent
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.png import write_png
 from vpsbench.formats.step import write_step_png
@@ -156,7 +157,9 @@ def write_dataset(
             write_video(root, config, split, video)
             finished(split)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(pending)), initializer=exit_with_parent
+        ) as pool:
             futures = [
                 pool.submit(_write_video_job, str(root), config, split, video)
                 for split, video in pending
