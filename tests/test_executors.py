@@ -73,6 +73,20 @@ def test_a_local_pool_sets_up_once_per_process(spawn: bool) -> None:
     assert {setups for _, _, setups in results} == {1}
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_local_pool_of_slow_and_fast_items_keeps_order(workers: int) -> None:
+    """Items of very different cost come back in the order of the items."""
+    delays = [0.3, 0.0, 0.0, 0.2, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0]
+    results = list(ordered_map(_sleep_then_pid, delays, ExecutorSpec(workers=workers)))
+    assert [delay for delay, _ in results] == delays
+    assert len({pid for _, pid in results}) <= workers
+
+
+def _sleep_then_pid(delay: float) -> tuple[float, int]:
+    time.sleep(delay)
+    return delay, os.getpid()
+
+
 def test_actor_slots_follow_the_cluster() -> None:
     cpu = ExecutorSpec(ExecutorKind.RAY)
     gpu = ExecutorSpec(ExecutorKind.RAY, num_gpus=1.0)

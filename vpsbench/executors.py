@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -105,7 +105,7 @@ def ordered_map(
             yield function(item)
         return
     context = multiprocessing.get_context("spawn") if spec.spawn else None
-    pool: Executor = ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=spec.workers, mp_context=context, initializer=exit_with_parent
     )
     with pool:
