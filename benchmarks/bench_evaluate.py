@@ -51,6 +51,7 @@ from vpsbench.evaluation import (  # noqa: E402
     evaluate,
     pseudo_thing_mask,
 )
+from vpsbench.executors import ExecutorSpec, ordered_map  # noqa: E402
 from vpsbench.formats import png  # noqa: E402
 from vpsbench.formats.step import read_step_png, write_step_png  # noqa: E402
 from vpsbench.matching import MatchingMode, match_pseudo_classes  # noqa: E402
@@ -306,7 +307,28 @@ def evaluate_section(
     if CLOCK["now"] is time.perf_counter:  # the workers' CPU time is not this process's
         slow, fast = alternate(run(1), run(2), rounds)
         figures.update(ratio_figures("workers_2_speedup", slow, fast))
+        # The ceiling of that ratio on this machine: the same files decoded only, by sequence,
+        # through the same process pool (two processes decoding PNGs share the memory bus).
+        by_sequence = [
+            sorted((gt_root / "panoptic_maps" / "val" / name).glob("*.png"))
+            + sorted((pred_root / name).glob("*.png"))
+            for name in sequences
+        ]
+
+        def decode_pool(workers: int) -> Callable[[], object]:
+            spec = ExecutorSpec(workers=workers)
+            return lambda: list(ordered_map(_decode_files, by_sequence, spec))
+
+        slow, fast = alternate(decode_pool(1), decode_pool(2), rounds)
+        figures.update(ratio_figures("decode_only_workers_2_speedup", slow, fast))
     return figures
+
+
+def _decode_files(paths: list[Path]) -> int:
+    """Decode the files (a pool item: one sequence's ground truth and predictions)."""
+    for path in paths:
+        read_step_png(path)
+    return len(paths)
 
 
 def peak_memory_mib(gt_root: Path, pred_root: Path, sequences: list[str]) -> float:
