@@ -18,7 +18,6 @@ evaluated split, frame by frame, and writes ``predictions/`` for the evaluator.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 from collections.abc import Iterator, Sequence
@@ -58,6 +57,7 @@ from vpsbench_methods.videocups.semantics import (
     sample_feature_vectors,
 )
 from vpsbench_methods.videocups.temporal import accumulate_split_counts, thing_stuff_split
+from vpsbench_methods.videocups.torch_threads import one_torch_thread
 
 PSEUDO_LABEL_STAGE = "pseudo-label"
 TRAIN_STAGE = "train"
@@ -289,29 +289,11 @@ def make_labeller(job: LabelJob) -> Labeller:
     return Labeller(job, dataset, cues, settings)
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch (S's head) on one intra-op thread while a sequence is labelled, wherever it is.
-
-    So the labels cannot depend on the worker count (a product's sums may depend on how many
-    threads share it), and pool workers do not spin on each other's cores; the parallelism of
-    the stage is its workers.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def label_sequence(labeller: Labeller, sequence: SequenceRef) -> str:
     """Worker: pseudo-label one sequence and store its raw labels and split counts."""
     job = labeller.job
     clip = VideoClip(labeller.dataset, job.place.split, sequence)
-    with _one_torch_thread():
+    with one_torch_thread():
         frames = clip_pseudo_labels(clip, labeller.cues, job.centroids, labeller.settings)
     folder = Path(job.out) / sequence.name
     classes = job.config.num_pseudo_classes

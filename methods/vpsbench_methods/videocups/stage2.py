@@ -34,6 +34,7 @@ from vpsbench_methods.videocups.model.recipe import (
     validation_callback,
 )
 from vpsbench_methods.videocups.model.trainer import Trainer, distributed_env
+from vpsbench_methods.videocups.torch_threads import one_torch_thread
 
 if TYPE_CHECKING:
     from vpsbench_methods.videocups.plugin import VideoCupsConfig
@@ -179,15 +180,16 @@ def predict_sequence(predictor: Predictor, sequence: SequenceRef) -> str:
     def write(sequence: SequenceRef, index: int, frame: PanopticFrame) -> None:
         context.write_prediction(sequence.frames[index], frame)
 
-    predict_sequences(
-        predictor.model,
-        context.dataset,
-        context.split,
-        [sequence],
-        predictor.space,
-        predictor.config,
-        write,
-    )
+    with one_torch_thread():  # the bytes must not depend on the executor (torch_threads)
+        predict_sequences(
+            predictor.model,
+            context.dataset,
+            context.split,
+            [sequence],
+            predictor.space,
+            predictor.config,
+            write,
+        )
     return sequence.name
 
 
