@@ -112,11 +112,8 @@ def summary_table(work: Path, seeds: Sequence[int], thresholds: Sequence[str]) -
     ]
     for row, name in enumerate(ROWS, start=1):
         trained = [work / run_dir_name(row, seed, thresholds[0]) / "run.json" for seed in seeds]
-        train_seconds = [
-            json.loads(path.read_text())["stages"]["train"]["seconds"]
-            for path in trained
-            if path.is_file() and "train" in json.loads(path.read_text())["stages"]
-        ]
+        stages = [json.loads(path.read_text())["stages"] for path in trained if path.is_file()]
+        train_seconds = [done["train"]["seconds"] for done in stages if "train" in done]
         for threshold in thresholds:
             results = [work / run_dir_name(row, seed, threshold) / "results.json" for seed in seeds]
             metrics = [json.loads(p.read_text())["metrics"] for p in results if p.is_file()]

@@ -128,6 +128,7 @@ def test_pool_workers_end_with_a_killed_parent(start: str) -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", _ORPHAN_PARENT, start], stdout=subprocess.PIPE, text=True
     )
+    workers: list[int] = []
     try:
         assert parent.stdout is not None
         workers = [int(pid) for pid in parent.stdout.readline().split()]
@@ -140,6 +141,6 @@ def test_pool_workers_end_with_a_killed_parent(start: str) -> None:
         assert not [pid for pid in workers if _alive(pid)]
     finally:
         parent.kill()
-        for pid in workers if "workers" in locals() else []:
+        for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
