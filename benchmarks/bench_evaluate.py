@@ -20,7 +20,9 @@ Run from the repository root: ``python benchmarks/bench_evaluate.py [--sequences
 [--rounds 5] [--only metric evaluate memory] [--json out.json] [--cpu-time]``. The load average
 is printed with the figures: on a busy machine prefer the ratios to the absolute times, or time
 with ``--cpu-time`` (this process's CPU time, so time lost to other jobs is not counted; the
-workers' CPU time is not this process's, so the 2-worker ratio is then left out).
+workers' CPU time is not this process's, so the 2-worker ratio is then left out). Like the CLI,
+the benchmark first lets malloc reuse freed frame buffers (``executors.reuse_freed_memory``, for
+everything it times); ``--malloc-default`` keeps glibc's defaults in this process instead.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from vpsbench.evaluation import (  # noqa: E402
     evaluate,
     pseudo_thing_mask,
 )
-from vpsbench.executors import ExecutorSpec, ordered_map  # noqa: E402
+from vpsbench.executors import ExecutorSpec, ordered_map, reuse_freed_memory  # noqa: E402
 from vpsbench.formats import png  # noqa: E402
 from vpsbench.formats.step import read_step_png, write_step_png  # noqa: E402
 from vpsbench.matching import MatchingMode, match_pseudo_classes  # noqa: E402
@@ -331,8 +333,11 @@ def _decode_files(paths: list[Path]) -> int:
     return len(paths)
 
 
-def peak_memory_mib(gt_root: Path, pred_root: Path, sequences: list[str]) -> float:
-    """Peak RSS (VmHWM) of a fresh process evaluating the given sequences end to end.
+def peak_memory_mib(
+    gt_root: Path, pred_root: Path, sequences: list[str], reuse_memory: bool
+) -> float:
+    """Peak RSS (VmHWM) of a fresh process evaluating the given sequences end to end (with
+    malloc's freed blocks reused as the CLI does, when ``reuse_memory``).
 
     (``ru_maxrss`` would not do: Linux carries the parent's peak over into a forked child.)
     """
@@ -340,7 +345,9 @@ def peak_memory_mib(gt_root: Path, pred_root: Path, sequences: list[str]) -> flo
         "import re\n"
         "from vpsbench.datasets import open_dataset\n"
         "from vpsbench.evaluation import EvaluationJob, evaluate\n"
+        "from vpsbench.executors import reuse_freed_memory\n"
         "from vpsbench.predictions import PredictionSource\n"
+        f"if {reuse_memory!r}: reuse_freed_memory()\n"
         f"d = open_dataset('kitti-step', {str(gt_root)!r}, {{'things': 'cityscapes'}})\n"
         f"job = EvaluationJob(d, 'val', PredictionSource.open({str(pred_root)!r}, 'step'))\n"
         f"evaluate(job, sequences={sequences!r})\n"
@@ -365,7 +372,13 @@ def main() -> None:
         action="store_true",
         help="Time this process's CPU time instead of wall time (busy machines; no workers).",
     )
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="Keep glibc's malloc thresholds in this process (the CLI changes them).",
+    )
     args = parser.parse_args()
+    freed_memory_reused = False if args.malloc_default else reuse_freed_memory()
     if args.cpu_time:
         CLOCK["now"] = time.process_time
     sections = set(args.only or ("metric", "evaluate", "memory"))
@@ -377,6 +390,7 @@ def main() -> None:
         "resolution": f"{HEIGHT}x{WIDTH}",
         "load_average_before": os.getloadavg()[0],
         "clock": "cpu" if args.cpu_time else "wall",
+        "freed_memory_reused": freed_memory_reused,
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = args.workdir or Path(scratch)
@@ -390,8 +404,12 @@ def main() -> None:
             figures.update(evaluate_section(gt_root, pred_root, names, args.rounds))
         if "memory" in sections:
             half = names[: max(1, len(names) // 2)]
-            figures["peak_rss_mib_half_sequences"] = peak_memory_mib(gt_root, pred_root, half)
-            figures["peak_rss_mib_all_sequences"] = peak_memory_mib(gt_root, pred_root, names)
+            figures["peak_rss_mib_half_sequences"] = peak_memory_mib(
+                gt_root, pred_root, half, freed_memory_reused
+            )
+            figures["peak_rss_mib_all_sequences"] = peak_memory_mib(
+                gt_root, pred_root, names, freed_memory_reused
+            )
     figures["load_average_after"] = os.getloadavg()[0]
 
     print("| measure | value |\n|---|---|")

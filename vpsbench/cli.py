@@ -26,7 +26,7 @@ from vpsbench.evaluation import (
     frame_histogram,
     select_sequences,
 )
-from vpsbench.executors import ExecutorKind
+from vpsbench.executors import ExecutorKind, reuse_freed_memory
 from vpsbench.exports import ExportFormat, render_table, results_table
 from vpsbench.leaderboard.cli import leaderboard_app, submit_command
 from vpsbench.matching import MatchingMode
@@ -854,6 +854,7 @@ def run_method_command(
 
 def main() -> None:
     """Entry point: run the app, turning expected errors into one line and exit code 2."""
+    reuse_freed_memory()  # frame-sized buffers reused across frames (executors.py says why)
     try:
         app()
     except VpsbenchError as error:

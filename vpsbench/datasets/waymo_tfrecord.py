@@ -53,7 +53,7 @@ import simplejpeg
 from PIL import Image
 
 from vpsbench.errors import InputError, VpsbenchError
-from vpsbench.executors import exit_with_parent
+from vpsbench.executors import start_pool_worker
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.png import _check_png_structure, _image_to_array, write_png
 from vpsbench.formats.protowire import Message, WireError
@@ -446,7 +446,7 @@ def prepare_from_tfrecords(
                 progress(outcome)
     else:
         with ProcessPoolExecutor(
-            max_workers=min(workers, len(pending)), initializer=exit_with_parent
+            max_workers=min(workers, len(pending)), initializer=start_pool_worker
         ) as pool:
             futures = [
                 pool.submit(_convert_job, str(path), str(root), split, cameras) for path in pending

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vpsbench.errors import InputError
-from vpsbench.executors import exit_with_parent
+from vpsbench.executors import start_pool_worker
 from vpsbench.formats.atomic import atomic_write_text
 from vpsbench.formats.png import write_png
 from vpsbench.formats.step import write_step_png
@@ -158,7 +158,7 @@ def write_dataset(
             finished(split)
     else:
         with ProcessPoolExecutor(
-            max_workers=min(workers, len(pending)), initializer=exit_with_parent
+            max_workers=min(workers, len(pending)), initializer=start_pool_worker
         ) as pool:
             futures = [
                 pool.submit(_write_video_job, str(root), config, split, video)
