@@ -7,6 +7,7 @@ alternating runs, the stage's own labelling map — ``ordered_map_with_setup(mak
 label_sequence, …)`` over the sequences, exactly what ``run-method`` runs — with 1 worker (in
 this process) and with ``--workers`` local spawned workers. Prints wall seconds per frame
 (median / min), the 1-worker run's CPU seconds per frame, the speed-up, and the load average.
+Like the CLI, it first lets malloc reuse freed frame buffers (``executors.reuse_freed_memory``).
 
 Run from the repository root: ``python benchmarks/bench_pseudo_labels.py [--sequences 4]
 [--frames 8] [--rounds 3] [--workers 2] [--workdir DIR]``.
@@ -38,7 +39,7 @@ from vpsbench_methods.videocups.plugin import (
 
 from vpsbench.datasets import open_dataset
 from vpsbench.datasets.synthetic import prepare_synthetic
-from vpsbench.executors import ExecutorSpec, ordered_map_with_setup
+from vpsbench.executors import ExecutorSpec, ordered_map_with_setup, reuse_freed_memory
 from vpsbench.formats.npz import load_npz_arrays
 from vpsbench.methods.base import WorkerContext
 
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the CLI does
     with tempfile.TemporaryDirectory() as scratch:
         work = args.workdir or Path(scratch)
         root = work / "synthetic"
