@@ -12,6 +12,9 @@ a bounded window of tasks in flight, so memory stays flat however many sequences
 :func:`ordered_map_with_setup` is the same mapping for work that needs something costly first
 (a network's weights): the setup runs once per worker (in this process, per pool process, or per
 Ray actor of a pool, one actor per CPU or per ``num_gpus`` GPUs) and every item reuses its result.
+
+Every process that runs items (pool workers, Ray tasks, the CLI itself) keeps freed frame-sized
+buffers for the next frame (:func:`reuse_freed_memory`) instead of faulting in fresh pages.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ def reuse_freed_memory() -> bool:
 
     By default a block above an adaptive threshold gets pages of its own and returns them to the
     kernel when freed, so each decoded frame (8 MiB at 1024×2048) lands on fresh pages that the
-    kernel faults in and zeroes: about 2,100 page faults a frame and a third of ``evaluate``'s
+    kernel faults in and zeroes: about 2,100 page faults a file and a third of ``evaluate``'s
     time (measured: README, Benchmark). Serving such blocks from the heap, returned to the
     kernel only past 256 MiB free at its top, reuses the same pages frame after frame. Applies
     process-wide, changes no result; returns False where malloc is not glibc's (then a no-op).
