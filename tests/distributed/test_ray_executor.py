@@ -29,11 +29,13 @@ pytestmark = pytest.mark.xdist_group("ray")  # one worker, so one cluster, under
 
 ALL = "stq,vpq,pq,hota,clear,identity"
 TASK_TITLE = b"ray::_run_on_worker"  # a Ray worker's process title while it runs our task
+KILL_ATTEMPTS = 5
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    # sequences long enough (~0.5 s each here) for a worker to be caught running one
+    # a sequence takes ~35 ms to reduce in one process (measured): a worker running one is
+    # caught in most runs, and the killed-worker test tries again when none was
     return demo_split(tmp_path_factory.mktemp("ray"), videos=4, frames=24, height=96, width=192)
 
 
@@ -89,23 +91,27 @@ def test_a_worker_killed_mid_run_is_retried(
     job = EvaluationJob(open_dataset("synthetic", root), "val", PredictionSource.open(pred))
     settings = EvaluationSettings(metrics=("stq", "vpq", "pq", "hota"))
     expected = result_to_dict(evaluate(job, settings))
+    del expected["run"]["seconds"]
 
-    stop, killed = threading.Event(), []
-    killer = threading.Thread(
-        target=kill_a_running_task, args=(ray_cluster, TASK_TITLE, stop, killed)
-    )
-    killer.start()
-    try:
-        result = evaluate(job, settings, executor="ray", ray_address=ray_cluster.address)
-    finally:
-        stop.set()
-        killer.join()
-    assert killed, "no worker was caught running a task"
+    killed: list[int] = []
+    for _ in range(KILL_ATTEMPTS):  # the tasks are short: a run may end before one is caught
+        stop = threading.Event()
+        killer = threading.Thread(
+            target=kill_a_running_task, args=(ray_cluster, TASK_TITLE, stop, killed)
+        )
+        killer.start()
+        try:
+            result = evaluate(job, settings, executor="ray", ray_address=ray_cluster.address)
+        finally:
+            stop.set()
+            killer.join()
+        got = result_to_dict(result)
+        del got["run"]["seconds"]
+        assert got == expected  # every run, a worker killed in it or not
+        if killed:
+            break
+    assert killed, f"no worker was caught running a task in {KILL_ATTEMPTS} runs"
     assert not Path(f"/proc/{killed[0]}").exists()
-    got = result_to_dict(result)
-    for document in (expected, got):
-        del document["run"]["seconds"]
-    assert got == expected
 
 
 def test_a_worker_error_is_one_line(
