@@ -287,19 +287,20 @@ def connect_ray(address: str | None) -> Any:
     return ray
 
 
-def _check_version(version: str) -> None:
-    """Refuse to run on a worker whose vpsbench differs from the driver's."""
+def _prepare_ray_worker(version: str) -> None:
+    """Before a Ray worker runs an item: refuse a vpsbench that differs from the driver's, and
+    reuse freed frame buffers in this process."""
     if vpsbench.__version__ != version:
         raise VpsbenchError(
             f"a Ray worker runs vpsbench {vpsbench.__version__}, the driver {version}; install "
             "the same version on every node"
         )
+    reuse_freed_memory()
 
 
 def _run_on_worker(function: Callable[[T], R], item: T, version: str) -> R:
-    """What a Ray task runs: the function, after checking the worker has our vpsbench."""
-    _check_version(version)
-    reuse_freed_memory()
+    """What a Ray task runs: the function, on a worker prepared for it."""
+    _prepare_ray_worker(version)
     return function(item)
 
 
@@ -349,8 +350,7 @@ class SetupActor:
         self._state: Any = None
 
     def run(self, item: Any) -> Any:
-        _check_version(self._version)
-        reuse_freed_memory()
+        _prepare_ray_worker(self._version)
         if not self._ready:
             self._state, self._ready = self._setup(), True
         return self._function(self._state, item)
